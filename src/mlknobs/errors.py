@@ -1,0 +1,25 @@
+"""The exception types the library raises; the CLI turns each into a one-line message."""
+
+
+class MlknobsError(Exception):
+    """Base class: anything a user can act on, reported without a traceback."""
+
+
+class DataFormatError(MlknobsError, ValueError):
+    """A data file is not what it claims to be (bad IDX header, truncated payload, bad gzip)."""
+
+
+class DownloadError(MlknobsError):
+    """No mirror could deliver a verified copy of a dataset file."""
+
+
+class ModelFileError(MlknobsError, ValueError):
+    """A model or checkpoint file is missing, of an unknown version, or inconsistent."""
+
+
+class TrainingDiverged(MlknobsError):
+    """The loss or the weights stopped being finite or blew up during training."""
+
+
+class ImageError(MlknobsError, ValueError):
+    """A user's picture could not be read or holds no digit."""
