@@ -1,0 +1,357 @@
+"""The `mlknobs` command line: a thin layer over the library.
+
+Each command parses options, calls the library, and prints. Library errors (MlknobsError) become
+one-line messages with exit code 1; usage errors exit 2 (click's convention); Ctrl-C exits 130.
+Heavy imports (NumPy, requests, Pillow) happen inside the commands so `mlknobs --help` is quick.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from mlknobs import __version__
+
+DATASET_NAMES = ("mnist", "fashion-mnist")
+LOSS_NAMES = ("cross-entropy", "mse")
+SCHEDULE_NAMES = ("constant", "step", "cosine", "one-cycle")
+EXIT_INTERRUPTED = 130
+
+
+def _fail(error: Exception) -> click.ClickException:
+    return click.ClickException(str(error))
+
+
+def data_options(func):
+    """--dataset, --data-dir and --mirror, shared by every command that reads a dataset."""
+    func = click.option("--mirror", "mirrors", multiple=True, envvar="MLKNOBS_MIRROR", show_envvar=True,
+                        metavar="URL_OR_DIR",
+                        help="Mirror to try before the built-in ones: http(s)/file URL or local folder "
+                             "holding <dataset>/<file>. Repeatable; the variable takes a "
+                             "whitespace-separated list.")(func)
+    func = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default="data",
+                        envvar="MLKNOBS_DATA_DIR", show_envvar=True, show_default=True,
+                        help="Where datasets are cached, one sub-folder per dataset.")(func)
+    return func
+
+
+def dataset_option(default: str | None = "mnist"):
+    return click.option("--dataset", type=click.Choice(DATASET_NAMES), default=default,
+                        envvar="MLKNOBS_DATASET", show_envvar=True, show_default=default is not None,
+                        help="Which dataset.")
+
+
+def model_option(func):
+    return click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path),
+                        default="model.npz", envvar="MLKNOBS_MODEL", show_envvar=True, show_default=True,
+                        help="Model file to read.")(func)
+
+
+def _progress(quiet: bool) -> bool | None:
+    """False when asked to be quiet; otherwise let tqdm decide (bars only on a terminal)."""
+    return False if quiet else None
+
+
+def _echo_json(obj) -> None:
+    click.echo(json.dumps(obj, allow_nan=False, default=_json_default))
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="mlknobs")
+def cli() -> None:
+    """Train, check, evaluate and use a handwritten-digit classifier built from scratch in NumPy.
+
+    \b
+    Quick start:
+      mlknobs train --epochs 3          # downloads MNIST, trains, saves model.npz
+      mlknobs eval                      # accuracy, per-class report, confusion matrix
+      mlknobs predict my-digit.png      # what the network sees in your picture
+      mlknobs gradcheck                 # backprop vs. nudging each knob by h
+
+    Offline: --mirror DIR (or MLKNOBS_MIRROR=DIR) with DIR/mnist/*.gz.
+    """
+
+
+# --- download -------------------------------------------------------------------------------------
+
+@cli.command()
+@dataset_option()
+@data_options
+@click.option("--force", is_flag=True, help="Fetch again even if a verified copy is present.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars; print only errors.")
+def download(dataset: str, data_dir: Path, mirrors: tuple[str, ...], force: bool, quiet: bool) -> None:
+    """Download a dataset's four IDX files and verify their SHA-256.
+
+    Mirrors are tried in order: yours (--mirror, MLKNOBS_MIRROR), then the built-in ones. A file
+    reaches its final name only after its checksum passes; a verified file is not fetched again.
+
+    \b
+    Examples:
+      mlknobs download
+      mlknobs download --dataset fashion-mnist
+      mlknobs download --mirror ../shared/data      # offline: DIR/mnist/*.gz
+      MLKNOBS_MIRROR=https://example.org/datasets/ mlknobs download
+    """
+    from mlknobs.datasets import get_dataset
+    from mlknobs.download import ensure_dataset
+    from mlknobs.errors import MlknobsError
+
+    try:
+        paths = ensure_dataset(get_dataset(dataset), data_dir, mirrors, force=force, progress=_progress(quiet))
+    except (MlknobsError, ValueError) as e:
+        raise _fail(e) from e
+    if not quiet:
+        for path in paths.values():
+            click.echo(f"ok  {path}")
+
+
+# --- train ----------------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Passes over the training set.")
+@click.option("--hidden-size", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Number of sigmoid hidden units H.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
+              help="Samples per gradient step.")
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=0.2,
+              show_default=True, help="Peak learning rate.")
+@click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True,
+              help="Momentum (0 = plain SGD).")
+@click.option("--nesterov", is_flag=True, help="Use Nesterov momentum.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="L2 penalty on the weights (not the biases).")
+@click.option("--schedule", type=click.Choice(SCHEDULE_NAMES), default="one-cycle", show_default=True,
+              help="Learning-rate schedule over all steps.")
+@click.option("--loss", type=click.Choice(LOSS_NAMES), default="cross-entropy", show_default=True,
+              help="cross-entropy (softmax outputs) or mse (sigmoid outputs, the classic tutorial net).")
+@click.option("--val-size", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Hold out the last N training samples for validation.")
+@click.option("--early-stopping", "patience", type=click.IntRange(min=0), default=0, show_default=True,
+              metavar="PATIENCE", help="Stop after PATIENCE epochs without validation gain and keep the "
+                                       "best epoch's weights (needs --val-size).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed for initial weights and shuffling.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, envvar="MLKNOBS_THREADS",
+              show_envvar=True, show_default=True, help="BLAS threads (1 is fastest on busy shared cores).")
+@dataset_option()
+@data_options
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default="model.npz",
+              envvar="MLKNOBS_MODEL", show_envvar=True, show_default=True, help="Where to save the model.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run saved beside --out (OUT.ckpt.npz).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or epoch lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the results on stdout.")
+@click.pass_context
+def train(ctx: click.Context, epochs, hidden_size, batch_size, learning_rate, momentum, nesterov,
+          weight_decay, schedule, loss, val_size, patience, seed, threads, dataset, data_dir, mirrors,
+          out: Path, resume: bool, quiet: bool, as_json: bool) -> None:
+    """Train the network on MNIST (or Fashion-MNIST) and save it.
+
+    Downloads the dataset on first use. After every epoch a checkpoint OUT.ckpt.npz is saved; if
+    the run is interrupted (Ctrl-C), `--resume` continues it and ends with the same weights as an
+    uninterrupted run.
+
+    \b
+    Examples:
+      mlknobs train --epochs 3
+      mlknobs train --hidden-size 800 --epochs 15 --lr 0.1 --weight-decay 5e-5
+      mlknobs train --loss mse --momentum 0 --schedule constant --lr 3 --hidden-size 30
+      mlknobs train --val-size 10000 --early-stopping 3 --epochs 30
+      mlknobs train --resume
+      mlknobs train --json --quiet > result.json
+    """
+    from mlknobs.config import TrainConfig
+    from mlknobs.data import load_split
+    from mlknobs.datasets import get_dataset
+    from mlknobs.errors import MlknobsError, TrainingDiverged
+    from mlknobs.modelfile import load_checkpoint, save_model
+    from mlknobs.train import TrainingInterrupted, checkpoint_path_for, fit
+
+    knobs = dict(epochs=epochs, hidden_size=hidden_size, batch_size=batch_size, learning_rate=learning_rate,
+                 momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, schedule=schedule,
+                 loss=loss, val_size=val_size, early_stopping=patience, seed=seed, threads=threads,
+                 dataset=dataset)
+    checkpoint = checkpoint_path_for(out)
+    try:
+        resumed = None
+        if resume:
+            if not checkpoint.exists():
+                raise click.ClickException(f"nothing to resume: no checkpoint at {checkpoint}")
+            resumed = load_checkpoint(checkpoint)
+            config = resumed.model.config
+            _check_resume_knobs(ctx, knobs, config)
+        else:
+            config = TrainConfig(**knobs)
+    except (MlknobsError, ValueError) as e:
+        raise _fail(e) from e
+
+    spec = get_dataset(config.dataset)
+    progress = _progress(quiet)
+
+    def on_epoch(entry: dict) -> None:
+        if not quiet:
+            click.echo(_epoch_line(entry, config.epochs), err=True)
+
+    try:
+        train_split = load_split(spec, "train", data_dir, mirrors, progress=progress)
+        test_split = load_split(spec, "test", data_dir, mirrors, progress=progress)
+        if resumed is not None and not quiet:
+            click.echo(f"resuming from {checkpoint}: epoch {resumed.state['loop']['epochs_done']} "
+                       f"of {config.epochs} done", err=True)
+        model = fit(config, train_split, test_split, spec.class_names, checkpoint=checkpoint,
+                    resume=resumed, progress=progress, on_epoch=on_epoch)
+        save_model(out, model)
+    except TrainingInterrupted as e:
+        hint = f"; resume with: mlknobs train --resume --out {out}" if e.checkpoint else ""
+        click.echo(f"Error: {e}{hint}", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except TrainingDiverged as e:
+        checkpoint.unlink(missing_ok=True)   # its state led here; resuming it would diverge again
+        raise _fail(e) from e
+    except (MlknobsError, ValueError) as e:
+        raise _fail(e) from e
+    checkpoint.unlink(missing_ok=True)
+
+    results = model.results
+    if as_json:
+        _echo_json({"test_accuracy": results["test_accuracy"], "test_loss": results["test_loss"],
+                    "epochs": len(model.history), "seconds": results["seconds"], "model": str(out),
+                    "dataset": config.dataset, "stopped_early": results["stopped_early"],
+                    **({"best_epoch": results["best_epoch"]} if "best_epoch" in results else {}),
+                    "config": config.to_dict(), "history": model.history})
+    elif not quiet:
+        click.echo(f"test accuracy {results['test_accuracy'] * 100:.2f} %  (loss {results['test_loss']:.4f}, "
+                   f"{len(model.history)} epochs in {results['seconds']:.1f} s)  saved {out}")
+
+
+def _check_resume_knobs(ctx: click.Context, knobs: dict, config) -> None:
+    """--resume continues with the saved settings; refuse explicitly given ones that differ."""
+    option_of = {"learning_rate": "lr", "early_stopping": "patience"}
+    clashes = []
+    for knob, value in knobs.items():
+        param = option_of.get(knob, knob)
+        source = ctx.get_parameter_source(param)
+        if source is click.core.ParameterSource.COMMANDLINE and getattr(config, knob) != value:
+            clashes.append(f"{knob} (saved {getattr(config, knob)!r}, given {value!r})")
+    if clashes:
+        raise click.ClickException("--resume continues with the checkpoint's settings; these differ: "
+                                   + ", ".join(clashes) + ". Drop them, or start afresh without --resume.")
+
+
+def _epoch_line(entry: dict, epochs: int) -> str:
+    parts = [f"epoch {entry['epoch']}/{epochs}", f"loss {entry['train_loss']:.4f}",
+             f"train acc {entry['train_accuracy'] * 100:.2f} %"]
+    if "val_accuracy" in entry:
+        parts.append(f"val acc {entry['val_accuracy'] * 100:.2f} %")
+    parts.append(f"{entry['seconds']:.2f} s")
+    return "  ".join(parts)
+
+
+# --- info -----------------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("model_file", type=click.Path(dir_okay=False, path_type=Path), required=False,
+                envvar="MLKNOBS_MODEL", default="model.npz")
+@click.option("--json", "as_json", is_flag=True, help="Print the file's metadata as JSON.")
+def info(model_file: Path, as_json: bool) -> None:
+    """Show what a model file holds: knobs, architecture, history and accuracy.
+
+    \b
+    Examples:
+      mlknobs info
+      mlknobs info runs/h800.npz --json
+    """
+    from mlknobs.errors import MlknobsError
+    from mlknobs.modelfile import load_model
+
+    try:
+        model = load_model(model_file)
+    except MlknobsError as e:
+        raise _fail(e) from e
+    meta = dict(model.meta)
+    meta.pop("state", None)
+    if as_json:
+        _echo_json({"model": str(model_file), **meta})
+        return
+    arch = meta["architecture"]
+    click.echo(f"{model_file}: mlknobs model (format {meta['format_version']}, "
+               f"written by mlknobs {meta.get('mlknobs_version', '?')} on {meta.get('created', '?')})")
+    click.echo(f"  kind          {meta.get('kind', 'model')}")
+    click.echo(f"  dataset       {meta['dataset']}")
+    click.echo(f"  network       {arch['input_size']} -> {arch['hidden_size']} {arch['hidden_activation']} "
+               f"-> {arch['output_size']} {arch['output_activation']}")
+    n_params = sum(a.size for a in model.params.arrays().values())
+    click.echo(f"  knobs         {n_params:,} weights and biases")
+    s = meta["input_scaling"]
+    click.echo(f"  inputs        (pixel/255 - {s['mean']:.4f}) / {s['std']:.4f}")
+    click.echo("  settings      " + ", ".join(f"{k}={v}" for k, v in meta["config"].items()))
+    if "test_accuracy" in meta:
+        click.echo(f"  test          accuracy {meta['test_accuracy'] * 100:.2f} %, loss {meta['test_loss']:.4f}")
+    if meta.get("history"):
+        click.echo("  history")
+        for entry in meta["history"]:
+            click.echo("    " + _epoch_line(entry, len(meta["history"])))
+
+
+# --- gradcheck ------------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--loss", type=click.Choice(LOSS_NAMES), default="cross-entropy", show_default=True,
+              help="Which loss to differentiate.")
+@click.option("--hidden-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Hidden units of the small test network.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Random samples in the batch.")
+@click.option("--eps", type=click.FloatRange(min=0, min_open=True), default=1e-5, show_default=True,
+              help="The nudge h for the central difference (L(w+h) - L(w-h)) / 2h.")
+@click.option("--tol", "tolerance", type=click.FloatRange(min=0, min_open=True), default=1e-5,
+              show_default=True, help="Largest acceptable relative error (exit 1 above it).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed for the network and batch.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def gradcheck(loss, hidden_size, batch_size, eps, tolerance, seed, as_json) -> None:
+    """Check backprop against nudging every knob by a tiny h (float64, central differences).
+
+    \b
+    Examples:
+      mlknobs gradcheck
+      mlknobs gradcheck --loss mse --hidden-size 32 --json
+    """
+    from mlknobs.gradcheck import gradcheck as run_gradcheck
+
+    result = run_gradcheck(loss, hidden_size, batch_size, eps, seed, tolerance)
+    if as_json:
+        _echo_json({"loss": result.loss, "hidden_size": hidden_size, "batch_size": batch_size, "eps": eps,
+                    "tolerance": tolerance, "passed": result.passed,
+                    "max_relative_error": result.max_relative_error, "knobs_checked": result.knobs_checked,
+                    "samples": [vars(s) for s in result.samples]})
+    else:
+        click.echo(f"gradcheck: {loss} loss, 784 -> {hidden_size} -> 10, batch {batch_size}, h = {eps:g}, float64")
+        click.echo(f"  {'array':<6} {'knobs':>7}  {'max relative error':>18}")
+        for name, err in result.max_relative_error.items():
+            mark = "ok" if err <= tolerance else "FAIL"
+            click.echo(f"  {name:<6} {result.knobs_checked[name]:>7}  {err:>18.3e}  {mark}")
+        click.echo(f"  {'knob':<14} {'value':>11} {'numeric slope':>15} {'backprop slope':>15} {'rel. error':>10}")
+        for s in result.samples:
+            click.echo(f"  {s.name:<14} {s.value:>11.5f} {s.numeric:>15.8f} {s.backprop:>15.8f} "
+                       f"{s.relative_error:>10.1e}")
+        click.echo("PASSED" if result.passed else f"FAILED: relative error above {tolerance:g}")
+    if not result.passed:
+        sys.exit(1)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="mlknobs")

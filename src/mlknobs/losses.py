@@ -1,0 +1,91 @@
+"""Output activations and losses, each with the derivative the backward pass starts from.
+
+Every loss is the mean over the batch of a per-sample loss, so its `delta` (dLoss/dz2) carries a
+factor 1/B and the learning rate does not have to change with the batch size.
+
+Saturation guard: the sigmoid and the softmax clip their inputs to SATURATION = 30. Beyond that
+the outputs differ from the exact ones by less than 1e-13, but without the clip saturated units
+produce subnormal floats (below 1.2e-38), which the CPU handles 10-100x slower; a run at a high
+learning rate would then seem to hang.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+SATURATION = 30.0
+
+
+def sigmoid_(z: np.ndarray) -> np.ndarray:
+    """In place: z <- 1 / (1 + exp(-z)), with z clipped to +-SATURATION first."""
+    np.clip(z, -SATURATION, SATURATION, out=z)
+    np.negative(z, out=z)
+    np.exp(z, out=z)
+    z += 1
+    np.reciprocal(z, out=z)
+    return z
+
+
+def softmax_(z: np.ndarray) -> np.ndarray:
+    """In place, row-wise: z <- exp(z - max) / sum(exp(z - max)); shifting by the max avoids overflow."""
+    z -= z.max(axis=1, keepdims=True)
+    np.maximum(z, -SATURATION, out=z)    # exp(-30) ~ 1e-13: keeps every probability a normal float
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def _rows(labels: np.ndarray) -> np.ndarray:
+    return np.arange(len(labels))
+
+
+def cross_entropy_value(p: np.ndarray, labels: np.ndarray) -> float:
+    """Mean of -log p[label] over the batch."""
+    picked = p[_rows(labels), labels].astype(np.float64)
+    return float(-np.log(picked).mean())
+
+
+def cross_entropy_delta(p: np.ndarray, labels: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """dLoss/dz2 = (p - y) / B.
+
+    Softmax and cross-entropy were made for each other: d(-log p_y)/dz_k = p_k - [k == y], the
+    softmax's Jacobian cancels against the log's 1/p, so the output error is just "output - target".
+    """
+    np.copyto(out, p)
+    out[_rows(labels), labels] -= 1
+    out /= len(labels)
+    return out
+
+
+def mse_value(a: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over the batch of 1/2 * sum_k (a_k - y_k)^2 with one-hot y (Nielsen's quadratic cost)."""
+    err = a.astype(np.float64)
+    err[_rows(labels), labels] -= 1
+    return float(0.5 * np.square(err).sum() / len(labels))
+
+
+def mse_delta(a: np.ndarray, labels: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """dLoss/dz2 = (a - y) * sigmoid'(z2) / B, with sigmoid'(z2) = a (1 - a) from the forward output."""
+    np.copyto(out, a)
+    out[_rows(labels), labels] -= 1      # a - y
+    out *= a
+    out *= 1 - a                         # a small (B, 10) temporary: not worth a buffer
+    out /= len(labels)
+    return out
+
+
+@dataclass(frozen=True)
+class Loss:
+    name: str
+    output_: Callable[[np.ndarray], np.ndarray]                               # in place on z2
+    value: Callable[[np.ndarray, np.ndarray], float]                          # (a2, labels) -> mean loss
+    delta: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]         # (a2, labels, out) -> dz2
+
+
+LOSSES: dict[str, Loss] = {
+    "cross-entropy": Loss("cross-entropy", softmax_, cross_entropy_value, cross_entropy_delta),
+    "mse": Loss("mse", sigmoid_, mse_value, mse_delta),
+}

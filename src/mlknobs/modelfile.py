@@ -1,0 +1,200 @@
+"""Model and checkpoint files: arrays plus one JSON metadata entry in an .npz, never pickle.
+
+Layout of the .npz:
+    metadata   0-d unicode array holding JSON (format, version, knobs, scaling, history, ...)
+    w1 b1 w2 b2                 the knobs (float32)
+    velocity_w1 ...             checkpoints only: the optimizer's momentum
+    best_w1 ...                 checkpoints with early stopping: the best epoch's weights
+
+Files are written atomically and validated on load (format and version, shapes, dtypes, finite
+values), so a damaged or foreign file is refused with a message instead of crashing later.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from mlknobs import __version__
+from mlknobs.atomic import atomic_write
+from mlknobs.config import TrainConfig
+from mlknobs.errors import ModelFileError
+from mlknobs.model import INPUT_SIZE, OUTPUT_SIZE, InputScaling, Params, predict_proba
+
+FORMAT = "mlknobs-model"
+FORMAT_VERSION = 1
+PARAM_NAMES = ("w1", "b1", "w2", "b2")
+
+
+@dataclass
+class Model:
+    """A trained network with everything needed to use and describe it."""
+
+    params: Params
+    config: TrainConfig
+    scaling: InputScaling
+    class_names: list[str]
+    history: list[dict] = field(default_factory=list)
+    results: dict = field(default_factory=dict)     # test_accuracy, test_loss, seconds, ...
+    meta: dict = field(default_factory=dict)        # the whole metadata as read from disk
+
+    @property
+    def loss(self) -> str:
+        return self.config.loss
+
+    @property
+    def dataset(self) -> str:
+        return self.config.dataset
+
+    def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
+        """Probabilities (N, 10) for uint8 images (N, 784)."""
+        return predict_proba(self.params, self.loss, self.scaling, pixels)
+
+
+def architecture(params: Params, loss: str) -> dict:
+    return {"input_size": INPUT_SIZE, "hidden_size": params.hidden_size, "output_size": OUTPUT_SIZE,
+            "hidden_activation": "sigmoid",
+            "output_activation": "softmax" if loss == "cross-entropy" else "sigmoid"}
+
+
+def _metadata(kind: str, params: Params, config: TrainConfig, scaling: InputScaling,
+              class_names, history, results: dict, extra: dict | None = None) -> dict:
+    meta = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
+        "mlknobs_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "dataset": config.dataset, "class_names": list(class_names),
+        "architecture": architecture(params, config.loss),
+        "config": config.to_dict(),
+        "input_scaling": {"mean": scaling.mean, "std": scaling.std,
+                          "scale": scaling.scale, "offset": scaling.offset,
+                          "formula": "x = pixel * scale + offset = (pixel / 255 - mean) / std"},
+        "history": list(history),
+        **results,
+    }
+    if extra:
+        meta.update(extra)
+    return meta
+
+
+def _write_npz(path: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    payload = {"metadata": np.array(json.dumps(meta))}
+    payload.update(arrays)
+    atomic_write(Path(path), lambda f: np.savez(f, **payload))
+
+
+def save_model(path: Path, model: Model) -> None:
+    meta = _metadata("model", model.params, model.config, model.scaling, model.class_names,
+                     model.history, model.results)
+    _write_npz(path, meta, model.params.arrays())
+
+
+def save_checkpoint(path: Path, model: Model, velocity: Params, state: dict,
+                    best: Params | None = None) -> None:
+    """A resumable snapshot: the model so far plus optimizer velocity and loop state (JSON-able)."""
+    meta = _metadata("checkpoint", model.params, model.config, model.scaling, model.class_names,
+                     model.history, model.results, {"state": state})
+    arrays = dict(model.params.arrays())
+    arrays.update({f"velocity_{k}": v for k, v in velocity.arrays().items()})
+    if best is not None:
+        arrays.update({f"best_{k}": v for k, v in best.arrays().items()})
+    _write_npz(path, meta, arrays)
+
+
+def _read_npz(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"no model file at {path}: train one with `mlknobs train` "
+                             f"(or point --model / MLKNOBS_MODEL at one)")
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a directory, not a model file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError, KeyError) as e:
+        raise ModelFileError(f"{path} is not an mlknobs model file (unreadable .npz: {e})") from e
+    if "metadata" not in arrays:
+        raise ModelFileError(f"{path} is not an mlknobs model file (no metadata entry)")
+    try:
+        meta = json.loads(str(arrays.pop("metadata")))
+    except ValueError as e:
+        raise ModelFileError(f"{path}: metadata is not valid JSON ({e})") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not an mlknobs model file (format {meta.get('format')!r})"
+                             if isinstance(meta, dict) else f"{path}: metadata is not an object")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(f"{path} has model format version {version}; this mlknobs "
+                             f"({__version__}) reads version {FORMAT_VERSION}")
+    return meta, arrays
+
+
+def _params_from(arrays: dict, prefix: str, path: Path) -> Params:
+    missing = [prefix + n for n in PARAM_NAMES if prefix + n not in arrays]
+    if missing:
+        raise ModelFileError(f"{path}: missing arrays {', '.join(missing)}")
+    params = Params(**{n: arrays[prefix + n] for n in PARAM_NAMES})
+    w1, b1, w2, b2 = params.w1, params.b1, params.w2, params.b2
+    hidden = w1.shape[1] if w1.ndim == 2 else -1
+    expected = {"w1": (INPUT_SIZE, hidden), "b1": (hidden,), "w2": (hidden, OUTPUT_SIZE), "b2": (OUTPUT_SIZE,)}
+    for name, array in params.arrays().items():
+        if hidden < 1 or array.shape != expected[name]:
+            raise ModelFileError(f"{path}: array {prefix}{name} has shape {array.shape}, "
+                                 f"expected {expected[name] if hidden > 0 else '(784, H)'}")
+        if array.dtype != np.float32:
+            raise ModelFileError(f"{path}: array {prefix}{name} is {array.dtype}, expected float32")
+        if not np.isfinite(array).all():
+            raise ModelFileError(f"{path}: array {prefix}{name} holds non-finite values (NaN or inf)")
+    return params
+
+
+def _model_from(meta: dict, arrays: dict, path: Path) -> Model:
+    try:
+        config = TrainConfig.from_dict(meta["config"])
+        s = meta["input_scaling"]
+        scaling = InputScaling(mean=float(s["mean"]), std=float(s["std"]))
+        class_names = [str(c) for c in meta["class_names"]]
+        history = list(meta.get("history", []))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{path}: metadata is incomplete or invalid ({e})") from e
+    if not (np.isfinite(scaling.mean) and np.isfinite(scaling.std) and scaling.std > 0):
+        raise ModelFileError(f"{path}: invalid input scaling {s}")
+    if len(class_names) != OUTPUT_SIZE:
+        raise ModelFileError(f"{path}: {len(class_names)} class names for {OUTPUT_SIZE} outputs")
+    params = _params_from(arrays, "", path)
+    if params.hidden_size != config.hidden_size:
+        raise ModelFileError(f"{path}: weights have {params.hidden_size} hidden units, "
+                             f"settings say {config.hidden_size}")
+    results = {k: meta[k] for k in ("test_accuracy", "test_loss", "seconds", "stopped_early",
+                                    "best_epoch") if k in meta}
+    return Model(params, config, scaling, class_names, history, results, meta)
+
+
+def load_model(path: Path) -> Model:
+    """Load and validate a model file (a checkpoint loads too, as the weights it holds)."""
+    meta, arrays = _read_npz(path)
+    return _model_from(meta, arrays, Path(path))
+
+
+@dataclass
+class Checkpoint:
+    model: Model
+    velocity: Params
+    state: dict
+    best: Params | None
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    meta, arrays = _read_npz(path)
+    path = Path(path)
+    if meta.get("kind") != "checkpoint" or not isinstance(meta.get("state"), dict):
+        raise ModelFileError(f"{path} is a finished model, not a resumable checkpoint")
+    model = _model_from(meta, arrays, path)
+    velocity = _params_from(arrays, "velocity_", path)
+    best = _params_from(arrays, "best_", path) if "best_w1" in arrays else None
+    return Checkpoint(model, velocity, meta["state"], best)

@@ -1,0 +1,199 @@
+"""The training loop: mini-batch SGD over shuffled epochs, with checkpoints, early stopping and guards.
+
+Everything random comes from one numpy Generator seeded by `config.seed`: the initial weights,
+then one permutation of the training set per epoch. Its state is saved in every checkpoint, so a
+resumed run draws the same permutations and ends with the same weights, bit for bit, as one that
+was never interrupted (given the same BLAS thread count).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from mlknobs.config import TrainConfig
+from mlknobs.data import Split, split_validation
+from mlknobs.errors import MlknobsError, TrainingDiverged
+from mlknobs.evaluate import accuracy_and_loss
+from mlknobs.model import InputScaling, Network, Params
+from mlknobs.modelfile import Checkpoint, Model, save_checkpoint
+from mlknobs.optim import SGD, learning_rate_at
+
+# Weights this large mean the run has blown up (trained MNIST nets stay well below 100).
+EXPLODED_WEIGHT = 1e4
+
+
+class TrainingInterrupted(MlknobsError):
+    """Ctrl-C during training. `checkpoint` holds the last completed epoch, if any."""
+
+    def __init__(self, message: str, checkpoint: Path | None, epochs_done: int):
+        super().__init__(message)
+        self.checkpoint = checkpoint
+        self.epochs_done = epochs_done
+
+
+def checkpoint_path_for(model_path: Path) -> Path:
+    """model.npz -> model.ckpt.npz, beside it."""
+    model_path = Path(model_path)
+    stem = model_path.name.removesuffix(".npz")
+    return model_path.with_name(f"{stem}.ckpt.npz")
+
+
+@dataclass
+class _LoopState:
+    """What, besides the weights and velocity, a checkpoint must carry to resume exactly."""
+
+    epochs_done: int = 0
+    step: int = 0
+    seconds: float = 0.0
+    best_epoch: int = 0
+    best_val_accuracy: float = -1.0
+    best_val_loss: float = math.inf
+    epochs_without_improvement: int = 0
+
+
+def blas_threads(count: int):
+    """A context manager that pins the BLAS thread pool to `count` threads."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=count, user_api="blas")
+
+
+def fit(config: TrainConfig, train: Split, test: Split, class_names, *,
+        checkpoint: Path | None = None, resume: Checkpoint | None = None,
+        progress: bool | None = None, on_epoch: Callable[[dict], None] | None = None,
+        on_batch: Callable[[int, int, int, Params], None] | None = None) -> Model:
+    """Train a network; returns the Model with its history and test results.
+
+    checkpoint: where to save a resumable snapshot after every epoch (removed by the caller
+    once the final model is saved). resume: a loaded checkpoint to continue from.
+    on_epoch(entry) is called after each epoch with its history entry; on_batch(epoch, batch,
+    batches_per_epoch, params) after each optimizer step (0-based epoch and batch; read-only params).
+    """
+    with blas_threads(config.threads):
+        return _fit(config, train, test, class_names, checkpoint, resume, progress, on_epoch, on_batch)
+
+
+def _fit(config, train, test, class_names, checkpoint, resume, progress, on_epoch, on_batch) -> Model:
+    fit_set, val_set = split_validation(train, config.val_size)
+    steps_per_epoch = math.ceil(len(fit_set) / config.batch_size)
+    total_steps = config.epochs * steps_per_epoch
+    rng = np.random.default_rng(config.seed)
+
+    if resume is None:
+        params = Params.initial(config.hidden_size, rng)
+        scaling = InputScaling.fit(fit_set.images)
+        model = Model(params, config, scaling, list(class_names))
+        state = _LoopState()
+        optimizer = SGD(params, config.momentum, config.nesterov, config.weight_decay)
+        best = params.copy() if config.early_stopping else None
+    else:
+        model = resume.model
+        params, scaling = model.params, model.scaling
+        state = _LoopState(**resume.state["loop"])
+        rng.bit_generator.state = resume.state["rng"]
+        optimizer = SGD(params, config.momentum, config.nesterov, config.weight_decay)
+        optimizer.velocity.copy_from(resume.velocity)
+        best = resume.best
+
+    net = Network(params, config.loss, config.batch_size)
+    pixels = np.empty((config.batch_size, fit_set.images.shape[1]), np.uint8)
+    saved_epochs = state.epochs_done
+
+    try:
+        for epoch in range(state.epochs_done, config.epochs):
+            if config.early_stopping and state.epochs_without_improvement >= config.early_stopping:
+                break
+            started = time.perf_counter()
+            order = rng.permutation(len(fit_set))
+            train_loss, train_accuracy = _run_epoch(net, optimizer, fit_set, order, pixels, scaling,
+                                                    config, state, total_steps, epoch, progress, on_batch)
+            entry = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_accuracy,
+                     "learning_rate": learning_rate_at(config.schedule, config.learning_rate,
+                                                       state.step - 1, total_steps)}
+            state.seconds += time.perf_counter() - started
+            if len(val_set):
+                entry["val_accuracy"], entry["val_loss"] = accuracy_and_loss(
+                    params, config.loss, scaling, val_set.images, val_set.labels)
+                _track_best(entry, state, params, best)
+            entry["seconds"] = time.perf_counter() - started
+            state.epochs_done = epoch + 1
+            model.history.append(entry)
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, model, optimizer.velocity,
+                                {"loop": state.__dict__, "rng": rng.bit_generator.state}, best)
+                saved_epochs = state.epochs_done
+            if on_epoch is not None:
+                on_epoch(entry)
+    except KeyboardInterrupt:
+        if checkpoint is not None and saved_epochs:
+            message = (f"interrupted; epoch {saved_epochs} of {config.epochs} is saved in {checkpoint}")
+        else:
+            message = "interrupted before the first epoch finished; nothing was saved"
+        raise TrainingInterrupted(message, checkpoint if saved_epochs else None, saved_epochs) from None
+
+    stopped_early = state.epochs_done < config.epochs
+    if best is not None:
+        params.copy_from(best)   # early stopping keeps the best validation epoch's knobs
+    test_accuracy, test_loss = accuracy_and_loss(params, config.loss, scaling, test.images, test.labels)
+    model.results = {"test_accuracy": test_accuracy, "test_loss": test_loss,
+                     "seconds": state.seconds, "stopped_early": stopped_early}
+    if best is not None:
+        model.results["best_epoch"] = state.best_epoch
+    return model
+
+
+def _track_best(entry: dict, state: _LoopState, params: Params, best: Params | None) -> None:
+    better = (entry["val_accuracy"], -entry["val_loss"]) > (state.best_val_accuracy, -state.best_val_loss)
+    if better:
+        state.best_epoch, state.epochs_without_improvement = entry["epoch"], 0
+        state.best_val_accuracy, state.best_val_loss = entry["val_accuracy"], entry["val_loss"]
+        if best is not None:
+            best.copy_from(params)
+    else:
+        state.epochs_without_improvement += 1
+
+
+def _run_epoch(net: Network, optimizer: SGD, data: Split, order: np.ndarray, pixels: np.ndarray,
+               scaling: InputScaling, config: TrainConfig, state: _LoopState, total_steps: int,
+               epoch: int, progress: bool | None, on_batch=None) -> tuple[float, float]:
+    """One pass over `data` in the given order; returns (mean train loss, train accuracy)."""
+    from tqdm import tqdm
+
+    batch_size = config.batch_size
+    steps = math.ceil(len(order) / batch_size)
+    loss_sum, correct = 0.0, 0
+    w2 = net.params.w2
+    with tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
+              file=sys.stderr, dynamic_ncols=True, mininterval=0.25,
+              disable=(not progress) if progress is not None else None) as bar:
+        for b in range(steps):
+            rows = order[b * batch_size:(b + 1) * batch_size]
+            labels = data.labels[rows]
+            batch = np.take(data.images, rows, axis=0, out=pixels[:len(rows)])
+            a2 = net.forward(net.load_pixels(batch, scaling))
+            loss = net.loss_value(labels)
+            if not math.isfinite(loss) or not math.isfinite(float(np.abs(w2).max())) \
+                    or np.abs(w2).max() > EXPLODED_WEIGHT:
+                raise TrainingDiverged(
+                    f"training diverged in epoch {epoch + 1}, batch {b + 1} (loss {loss:.4g}, "
+                    f"largest output weight {float(np.abs(w2).max()):.3g}): try a smaller learning rate "
+                    f"than --lr {config.learning_rate:g}")
+            loss_sum += loss * len(rows)
+            correct += int(np.count_nonzero(a2.argmax(axis=1) == labels))
+            grads = net.backward(labels)
+            optimizer.step(grads, learning_rate_at(config.schedule, config.learning_rate,
+                                                   state.step, total_steps))
+            state.step += 1
+            if on_batch is not None:
+                on_batch(epoch, b, steps, net.params)
+            if b % 20 == 0:
+                bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
+            bar.update()
+    return loss_sum / len(order), correct / len(order)
