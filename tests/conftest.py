@@ -72,3 +72,12 @@ def small_model_path(mnist_data_dir, tmp_path_factory) -> Path:
                                       "--data-dir", str(mnist_data_dir), "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture
+def http_server():
+    """A loopback HTTP server (tests/httpserver.py) on 127.0.0.1, shut down when the test ends."""
+    from httpserver import LoopbackServer
+
+    with LoopbackServer() as server:
+        yield server

@@ -127,7 +127,7 @@ def download(dataset: str, data_dir: Path, mirrors: tuple[str, ...], force: bool
               help="Number of sigmoid hidden units H.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
               help="Samples per gradient step.")
-@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=0.2,
+@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=0.5,
               show_default=True, help="Peak learning rate.")
 @click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True,
               help="Momentum (0 = plain SGD).")
@@ -152,12 +152,15 @@ def download(dataset: str, data_dir: Path, mirrors: tuple[str, ...], force: bool
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default="model.npz",
               envvar="MLKNOBS_MODEL", show_envvar=True, show_default=True, help="Where to save the model.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run saved beside --out (OUT.ckpt.npz).")
+@click.option("--snapshots", "snapshots_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE.gif", help="Also record the hidden units' input weights a few times per epoch "
+                                       "and save them as an animated GIF (the first 64 units).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or epoch lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the results on stdout.")
 @click.pass_context
 def train(ctx: click.Context, epochs, hidden_size, batch_size, learning_rate, momentum, nesterov,
           weight_decay, schedule, loss, val_size, patience, seed, threads, dataset, data_dir, mirrors,
-          out: Path, resume: bool, quiet: bool, as_json: bool) -> None:
+          out: Path, resume: bool, snapshots_path: Path | None, quiet: bool, as_json: bool) -> None:
     """Train the network on MNIST (or Fashion-MNIST) and save it.
 
     Downloads the dataset on first use. After every epoch a checkpoint OUT.ckpt.npz is saved; if
@@ -171,6 +174,7 @@ def train(ctx: click.Context, epochs, hidden_size, batch_size, learning_rate, mo
       mlknobs train --loss mse --momentum 0 --schedule constant --lr 3 --hidden-size 30
       mlknobs train --val-size 10000 --early-stopping 3 --epochs 30
       mlknobs train --resume
+      mlknobs train --hidden-size 64 --snapshots learning.gif
       mlknobs train --json --quiet > result.json
     """
     from mlknobs.config import TrainConfig
@@ -195,6 +199,7 @@ def train(ctx: click.Context, epochs, hidden_size, batch_size, learning_rate, mo
             _check_resume_knobs(ctx, knobs, config)
         else:
             config = TrainConfig(**knobs)
+        snapshots = _start_snapshots(snapshots_path, config, resumed)
     except (MlknobsError, ValueError) as e:
         raise _fail(e) from e
 
@@ -212,9 +217,12 @@ def train(ctx: click.Context, epochs, hidden_size, batch_size, learning_rate, mo
             click.echo(f"resuming from {checkpoint}: epoch {resumed.state['loop']['epochs_done']} "
                        f"of {config.epochs} done", err=True)
         model = fit(config, train_split, test_split, spec.class_names, checkpoint=checkpoint,
-                    resume=resumed, progress=progress, on_epoch=on_epoch)
+                    resume=resumed, progress=progress, on_epoch=on_epoch,
+                    on_batch=snapshots.on_batch if snapshots is not None else None)
         save_model(out, model)
     except TrainingInterrupted as e:
+        if snapshots is not None and len(snapshots.frames) > 1:
+            _save_snapshots(snapshots, snapshots_path, quiet)   # the frames so far are worth keeping
         hint = f"; resume with: mlknobs train --resume --out {out}" if e.checkpoint else ""
         click.echo(f"Error: {e}{hint}", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -224,6 +232,8 @@ def train(ctx: click.Context, epochs, hidden_size, batch_size, learning_rate, mo
     except (MlknobsError, ValueError) as e:
         raise _fail(e) from e
     checkpoint.unlink(missing_ok=True)
+    if snapshots is not None and not _save_snapshots(snapshots, snapshots_path, quiet):
+        sys.exit(1)
 
     results = model.results
     if as_json:
@@ -239,7 +249,7 @@ def train(ctx: click.Context, epochs, hidden_size, batch_size, learning_rate, mo
 
 def _check_resume_knobs(ctx: click.Context, knobs: dict, config) -> None:
     """--resume continues with the saved settings; refuse explicitly given ones that differ."""
-    option_of = {"learning_rate": "lr", "early_stopping": "patience"}
+    option_of = {"early_stopping": "patience"}   # knob name -> click parameter name, where they differ
     clashes = []
     for knob, value in knobs.items():
         param = option_of.get(knob, knob)
@@ -350,6 +360,99 @@ def gradcheck(loss, hidden_size, batch_size, eps, tolerance, seed, as_json) -> N
         click.echo("PASSED" if result.passed else f"FAILED: relative error above {tolerance:g}")
     if not result.passed:
         sys.exit(1)
+
+
+# --- plot -----------------------------------------------------------------------------------------
+
+PLOT_KINDS = ("weights", "history", "confusion", "mistakes")
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(PLOT_KINDS))
+@model_option
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Picture to write: .png, .svg or .pdf.  [default: KIND.png]")
+@click.option("--max-units", type=click.IntRange(min=1), default=100, show_default=True,
+              help="weights: draw at most this many hidden units (the first ones).")
+@click.option("--shared-scale", is_flag=True,
+              help="weights: one colour scale for all units (compares strengths) instead of one per unit "
+                   "(shows every unit's pattern).")
+@click.option("--count", type=click.IntRange(1, 400), default=40, show_default=True,
+              help="mistakes: how many misclassified test images to show.")
+@data_options
+def plot(kind: str, model_path: Path, out: Path | None, max_units: int, shared_scale: bool, count: int,
+         data_dir: Path, mirrors: tuple[str, ...]) -> None:
+    """Draw a picture of a trained model (needs the plot extra: pip install "mlknobs[plot]").
+
+    \b
+    KIND is one of
+      weights    every hidden unit's 784 input weights as a 28x28 tile: what it looks for
+      history    loss and accuracy per epoch (training, validation) and the test result
+      confusion  the test-set confusion matrix, every count written in
+      mistakes   the test images the model gets wrong, the most confident mistakes first
+
+    confusion and mistakes read the model's test split (downloaded on first use).
+
+    \b
+    Examples:
+      mlknobs plot weights
+      mlknobs plot history --model runs/h800.npz --out h800-history.png
+      mlknobs plot confusion --mirror ../shared/data
+      mlknobs plot mistakes --count 80 --out mistakes.pdf
+      mlknobs train --snapshots learning.gif      # an animation of the weights while they learn
+    """
+    from mlknobs import plots
+    from mlknobs.data import load_split
+    from mlknobs.errors import MlknobsError
+    from mlknobs.modelfile import load_model
+
+    out = out if out is not None else Path(f"{kind}.png")
+    try:
+        fmt = plots.picture_format(out)
+        plots.require_matplotlib()
+        plots.check_writable(out)
+        model = load_model(model_path)
+        name = model_path.name
+        if kind == "weights":
+            picture = plots.weights_figure(model, name, max_units, shared_scale, fmt)
+        elif kind == "history":
+            picture = plots.history_figure(model, name, fmt)
+        else:
+            test = load_split(model.dataset, "test", data_dir, mirrors, progress=_progress(False))
+            if kind == "confusion":
+                picture = plots.confusion_figure(model, name, test, fmt)
+            else:
+                picture = plots.mistakes_figure(model, name, test, count, fmt)
+        plots.write_picture(out, picture)
+    except (MlknobsError, ValueError) as e:
+        raise _fail(e) from e
+    click.echo(f"wrote {out}")
+
+
+def _start_snapshots(snapshots_path: Path | None, config, resumed):
+    """A recorder for `train --snapshots`, after checking the GIF can be written (None without the option)."""
+    if snapshots_path is None:
+        return None
+    from mlknobs.plots import check_writable
+    from mlknobs.snapshots import WeightSnapshots
+
+    check_writable(snapshots_path)
+    return WeightSnapshots.for_run(config, resumed)
+
+
+def _save_snapshots(recorder, snapshots_path: Path, quiet: bool) -> bool:
+    """Write the GIF; on failure print a one-line error and return False (the model is saved either way)."""
+    from mlknobs.errors import MlknobsError
+    from mlknobs.plots import write_picture
+
+    try:
+        write_picture(snapshots_path, recorder.gif_bytes())
+    except MlknobsError as e:
+        click.echo(f"Error: {e}", err=True)
+        return False
+    if not quiet:
+        click.echo(f"wrote {snapshots_path} ({len(recorder.frames)} frames)", err=True)
+    return True
 
 
 def main() -> None:

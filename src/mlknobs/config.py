@@ -15,7 +15,7 @@ class TrainConfig:
     epochs: int = 3
     hidden_size: int = 512
     batch_size: int = 128
-    learning_rate: float = 0.2
+    learning_rate: float = 0.5
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 0.0

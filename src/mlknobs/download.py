@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -80,6 +81,40 @@ class DownloadSettings:
     retries: int = 3                # further attempts per mirror after a connection error or 5xx
     backoff: float = 1.0            # first wait before a retry, doubled each time
 
+    @classmethod
+    def from_env(cls) -> DownloadSettings:
+        """The defaults, adjusted by MLKNOBS_DOWNLOAD_{TIMEOUT,RETRIES,BACKOFF} when set.
+
+        Not CLI options: they are for slow links and for tests that must not sleep between retries.
+        MLKNOBS_DOWNLOAD_TIMEOUT sets both the connect and the read timeout.
+        """
+        settings = {}
+        timeout = _env_number("MLKNOBS_DOWNLOAD_TIMEOUT", float, positive=True)
+        if timeout is not None:
+            settings.update(connect_timeout=timeout, read_timeout=timeout)
+        retries = _env_number("MLKNOBS_DOWNLOAD_RETRIES", int)
+        if retries is not None:
+            settings["retries"] = retries
+        backoff = _env_number("MLKNOBS_DOWNLOAD_BACKOFF", float)
+        if backoff is not None:
+            settings["backoff"] = backoff
+        return cls(**settings)
+
+
+def _env_number(name: str, kind: type, positive: bool = False) -> float | int | None:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    # Written so that NaN fails too; infinity would hang forever on a silent server.
+    if value is None or not (value > 0 if positive else value >= 0) or value == float("inf"):
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"{name} must be {what} {'> 0' if positive else '>= 0'}, got {text!r}")
+    return value
+
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
@@ -99,20 +134,29 @@ class _Retryable(Exception):
 
 def ensure_file(spec: DatasetSpec, filename: str, data_dir: Path, mirrors: list[Mirror],
                 force: bool = False, progress: bool | None = None,
-                settings: DownloadSettings = DownloadSettings()) -> Path:
-    """Return DATA_DIR/<dataset>/<filename>, verified; download it first if needed."""
+                settings: DownloadSettings | None = None) -> Path:
+    """Return DATA_DIR/<dataset>/<filename>, verified; download it first if needed.
+
+    `settings` defaults to DownloadSettings.from_env().
+    """
+    settings = settings if settings is not None else DownloadSettings.from_env()
     expected = spec.sha256[filename]
     dest_dir = Path(data_dir) / spec.name
     final = dest_dir / filename
-    if final.is_file() and not force:
-        if sha256_of(final) == expected:
-            return final
-        # A corrupt copy under the final name (edited by hand, disk error): fetch a fresh one.
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    part = dest_dir / f".{filename}.part"
-    if force and part.exists():
-        part.unlink()
     reasons = []
+    try:
+        if final.is_file() and not force:
+            if sha256_of(final) == expected:
+                return final
+            # A corrupt copy under the final name (edited by hand, disk error): fetch a fresh one,
+            # and say so if no mirror can deliver one.
+            reasons.append(f"{final}: present but fails its SHA-256 check")
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        part = dest_dir / f".{filename}.part"
+        if force:
+            part.unlink(missing_ok=True)
+    except OSError as e:
+        raise DownloadError(f"cannot use data folder {dest_dir}: {e.strerror or e}") from e
     session = None
     for mirror in mirrors:
         where = mirror.locate(spec.name, filename)
@@ -127,7 +171,10 @@ def ensure_file(spec: DatasetSpec, filename: str, data_dir: Path, mirrors: list[
         except _MirrorFailed as e:
             reasons.append(f"{where}: {e}")
             continue
-        os.replace(part, final)
+        try:
+            os.replace(part, final)
+        except OSError as e:
+            raise DownloadError(f"cannot save {final}: {e.strerror or e}") from e
         fsync_dir(dest_dir)
         return final
     lines = [f"could not download {spec.name}/{filename} from any mirror:"]
@@ -138,8 +185,9 @@ def ensure_file(spec: DatasetSpec, filename: str, data_dir: Path, mirrors: list[
 
 def ensure_dataset(spec: DatasetSpec, data_dir: Path, user_mirrors=(), force: bool = False,
                    progress: bool | None = None,
-                   settings: DownloadSettings = DownloadSettings()) -> dict[str, Path]:
+                   settings: DownloadSettings | None = None) -> dict[str, Path]:
     """Make sure all four files of a dataset are present and verified; return their paths."""
+    settings = settings if settings is not None else DownloadSettings.from_env()
     mirrors = mirrors_for(spec, user_mirrors)
     return {name: ensure_file(spec, name, data_dir, mirrors, force, progress, settings)
             for name in spec.files}
@@ -150,6 +198,8 @@ def _new_session():
 
     session = requests.Session()
     session.headers["User-Agent"] = f"mlknobs/{__version__}"
+    # The checksum is of the .gz bytes: ask for them as stored, never re-encoded in transit.
+    session.headers["Accept-Encoding"] = "identity"
     return session
 
 
@@ -163,7 +213,14 @@ def _progress_bar(total: int | None, initial: int, desc: str, progress: bool | N
 
 def _copy_local(source: Path, part: Path, progress: bool | None) -> None:
     if not source.is_file():
-        raise _MirrorFailed("no such file" if not source.exists() else "not a regular file")
+        if source.exists():
+            raise _MirrorFailed("not a regular file")
+        flat = source.parent.parent / source.name
+        if flat.is_file():
+            # The user pointed at the dataset folder itself rather than the folder above it.
+            raise _MirrorFailed(f"no such file (but {flat} exists: pass its parent folder "
+                                f"{flat.parent.parent} as the mirror)")
+        raise _MirrorFailed("no such file")
     try:
         with open(source, "rb") as src, open(part, "wb") as dst, \
                 _progress_bar(source.stat().st_size, 0, source.name, progress) as bar:
@@ -194,7 +251,9 @@ def _fetch_http_verified(session, url: str, part: Path, expected: str,
                          settings: DownloadSettings, progress: bool | None) -> None:
     """Download url into part and verify it; retry passing failures with exponential backoff."""
     import requests
+    import urllib3
 
+    timed_out = f"timed out (connect {settings.connect_timeout:g} s, read {settings.read_timeout:g} s)"
     failures = 0
     while True:
         resumed = part.exists() and part.stat().st_size > 0
@@ -204,13 +263,16 @@ def _fetch_http_verified(session, url: str, part: Path, expected: str,
             return
         except _Retryable as e:
             reason = str(e)
-        except requests.Timeout:
-            reason = f"timed out (connect {settings.connect_timeout:g} s, read {settings.read_timeout:g} s)"
+        except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):
+            reason = timed_out
         except requests.ConnectionError as e:
-            reason = f"connection failed ({_short(e)})"
-        except requests.RequestException as e:
-            # Truncated chunked bodies, invalid responses: passing faults worth one more try.
-            reason = f"transfer failed ({_short(e)})"
+            if _find_cause(e, socket.gaierror) is not None:
+                # An unknown host (or no network at all) does not come back in a few seconds.
+                raise _MirrorFailed("host name not found") from e
+            reason = timed_out if _find_cause(e, TimeoutError) else f"connection failed ({_connection_reason(e)})"
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
+            # Connection cut mid-body, invalid responses: passing faults worth another try.
+            reason = f"transfer failed ({_connection_reason(e)})"
         except OSError as e:
             raise _MirrorFailed(f"cannot write {part}: {e.strerror or e}") from e
         failures += 1
@@ -236,13 +298,19 @@ def _fetch_http(session, url: str, part: Path, settings: DownloadSettings, progr
         if "text/html" in content_type.lower():
             raise _MirrorFailed(f"got an HTML page instead of data (Content-Type: {content_type})")
         appending = status == 206 and resp.headers.get("Content-Range", "").startswith(f"bytes {offset}-")
+        if status == 206 and not appending:
+            part.unlink(missing_ok=True)
+            raise _Retryable(f"server sent another range than asked for "
+                             f"(Content-Range: {resp.headers.get('Content-Range', 'none')})")
         if not appending:
             offset = 0  # the server ignored our Range: start over
         length = resp.headers.get("Content-Length")
         total = offset + int(length) if length and length.isdigit() else None
         with open(part, "ab" if appending else "wb") as f, \
                 _progress_bar(total, offset, url.rsplit("/", 1)[-1], progress) as bar:
-            for chunk in resp.iter_content(CHUNK_BYTES):
+            # The bytes exactly as sent: a .gz that a server labels Content-Encoding: gzip must not
+            # be inflated on the way (requests' iter_content would), or its checksum cannot match.
+            for chunk in resp.raw.stream(CHUNK_BYTES, decode_content=False):
                 f.write(chunk)
                 bar.update(len(chunk))
             f.flush()
@@ -251,7 +319,38 @@ def _fetch_http(session, url: str, part: Path, settings: DownloadSettings, progr
             raise _Retryable(f"connection closed early ({part.stat().st_size} of {total} bytes)")
 
 
-def _short(error: Exception) -> str:
+def _short(error: BaseException) -> str:
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
     return text if len(text) <= 160 else text[:157] + "…"
+
+
+def _causes(error: BaseException):
+    """The error and everything behind it: requests wraps urllib3, which wraps the socket error."""
+    seen, stack = set(), [error]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        stack += [e.__cause__, e.__context__, getattr(e, "reason", None)]
+        stack += [a for a in e.args if isinstance(a, BaseException)]
+
+
+def _find_cause(error: BaseException, kind: type) -> BaseException | None:
+    return next((e for e in _causes(error) if isinstance(e, kind)), None)
+
+
+def _connection_reason(error: BaseException) -> str:
+    """'connection refused', 'connection reset', … rather than urllib3's paragraph about pools."""
+    for e in _causes(error):
+        if isinstance(e, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(e, (ConnectionResetError, ConnectionAbortedError)):
+            return "connection reset"
+        if type(e).__name__ == "IncompleteRead":
+            return "connection closed mid-transfer"
+        if isinstance(e, OSError) and e.strerror:
+            return e.strerror.lower()
+    return _short(error)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlknobs.atomic import atomic_write
 from mlknobs.errors import DataFormatError
 
 IMAGES_MAGIC = 0x00000803
@@ -37,16 +38,21 @@ def read_bytes(path: Path) -> bytes:
     """The file's IDX bytes: inflated if it starts with the gzip magic, as-is otherwise."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
+        f = open(path, "rb")
+    except OSError as e:
+        raise DataFormatError(f"cannot read {path}: {e.strerror or e}") from e
+    with f:
+        try:
             head = f.read(2)
             f.seek(0)
             if head != GZIP_MAGIC:
-                return f.read(MAX_RAW_BYTES + 1)
-            with gzip.GzipFile(fileobj=f) as gz:
-                data = gz.read(MAX_RAW_BYTES + 1)
-    except (OSError, EOFError, zlib.error) as e:
-        # gzip.BadGzipFile is an OSError; a cut-off stream raises EOFError.
-        raise DataFormatError(f"cannot read {path.name}: broken gzip data ({e or type(e).__name__})") from e
+                data = f.read(MAX_RAW_BYTES + 1)
+            else:
+                with gzip.GzipFile(fileobj=f) as gz:
+                    data = gz.read(MAX_RAW_BYTES + 1)
+        except (OSError, EOFError, zlib.error) as e:
+            # gzip.BadGzipFile is an OSError; a cut-off stream raises EOFError.
+            raise DataFormatError(f"cannot read {path.name}: broken gzip data ({e or type(e).__name__})") from e
     if len(data) > MAX_RAW_BYTES:
         raise DataFormatError(f"not an IDX file: {path.name} inflates to more than {MAX_RAW_BYTES} bytes")
     return data
@@ -58,8 +64,13 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise DataFormatError(f"not an IDX file: {name} is {len(data)} bytes, shorter than a header")
     zero, code, ndim = struct.unpack(">HBB", data[:4])
     magic = int.from_bytes(data[:4], "big")
-    if zero != 0 or code not in IDX_DTYPES or ndim == 0:
+    if zero != 0:
         raise DataFormatError(f"not an IDX file: bad magic 0x{magic:08x} in {name}")
+    if code not in IDX_DTYPES:
+        raise DataFormatError(f"not an IDX file: unknown data type code 0x{code:02x} in {name} "
+                              f"(magic 0x{magic:08x})")
+    if ndim == 0:
+        raise DataFormatError(f"not an IDX file: {name} declares 0 dimensions (magic 0x{magic:08x})")
     header_size = 4 + 4 * ndim
     if len(data) < header_size:
         raise DataFormatError(f"truncated IDX header in {name}: {ndim} dimensions need {header_size} bytes, "
@@ -79,6 +90,12 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return array.astype(dtype.newbyteorder("="), copy=False)
 
 
+def read_idx(path: Path) -> np.ndarray:
+    """Any IDX file (gzip or raw) as an array of its declared dtype and shape."""
+    path = Path(path)
+    return parse_idx(read_bytes(path), path.name)
+
+
 def _read_expecting(path: Path, magic: int, kind: str) -> np.ndarray:
     path = Path(path)
     data = read_bytes(path)
@@ -94,19 +111,26 @@ def read_images(path: Path) -> np.ndarray:
     n, rows, cols = array.shape
     if rows == 0 or cols == 0:
         raise DataFormatError(f"IDX image file {Path(path).name} declares empty {rows} x {cols} images")
+    if n == 0:
+        raise DataFormatError(f"IDX image file {Path(path).name} holds no images")
     return array.reshape(n, rows * cols)
 
 
 def read_labels(path: Path) -> np.ndarray:
     """Labels as uint8 (N,)."""
-    return _read_expecting(path, LABELS_MAGIC, "label")
+    array = _read_expecting(path, LABELS_MAGIC, "label")
+    if len(array) == 0:
+        raise DataFormatError(f"IDX label file {Path(path).name} holds no labels")
+    return array
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool | None = None) -> None:
-    """Write an array as IDX (gzip when the name ends in .gz). Used by tests and tools."""
+    """Write an array as IDX (gzip when the name ends in .gz), atomically. Used by tests and tools."""
     path = Path(path)
     codes = {dt.newbyteorder("="): code for code, dt in IDX_DTYPES.items()}
     array = np.asarray(array)
+    if not 1 <= array.ndim <= 255:
+        raise ValueError(f"IDX holds 1 to 255 dimensions, not {array.ndim}")
     code = codes.get(array.dtype.newbyteorder("="))
     if code is None:
         raise ValueError(f"IDX has no code for dtype {array.dtype}")
@@ -114,4 +138,5 @@ def write_idx(path: Path, array: np.ndarray, compress: bool | None = None) -> No
     data = header + array.astype(IDX_DTYPES[code], copy=False).tobytes()
     if compress is None:
         compress = path.suffix == ".gz"
-    path.write_bytes(gzip.compress(data, mtime=0) if compress else data)
+    payload = gzip.compress(data, mtime=0) if compress else data
+    atomic_write(path, lambda f: f.write(payload))

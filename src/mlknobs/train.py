@@ -27,6 +27,10 @@ from mlknobs.optim import SGD, learning_rate_at
 
 # Weights this large mean the run has blown up (trained MNIST nets stay well below 100).
 EXPLODED_WEIGHT = 1e4
+WEIGHT_CHECK_EVERY = 25   # batches; the loss itself is checked after every batch
+# A train accuracy this close to guessing (10 %) after a whole epoch means the units have
+# saturated: sigmoid'(z) = a (1 - a) ~ 0 everywhere, so no gradient flows and nothing more is learnt.
+COLLAPSED_ACCURACY = 0.15
 
 
 class TrainingInterrupted(MlknobsError):
@@ -118,6 +122,11 @@ def _fit(config, train, test, class_names, checkpoint, resume, progress, on_epoc
                      "learning_rate": learning_rate_at(config.schedule, config.learning_rate,
                                                        state.step - 1, total_steps)}
             state.seconds += time.perf_counter() - started
+            if train_accuracy < COLLAPSED_ACCURACY:
+                raise TrainingDiverged(
+                    f"training collapsed in epoch {epoch + 1}: train accuracy {train_accuracy * 100:.1f} %, "
+                    f"no better than guessing, because the sigmoid units saturated; try a smaller "
+                    f"learning rate than --lr {config.learning_rate:g}")
             if len(val_set):
                 entry["val_accuracy"], entry["val_loss"] = accuracy_and_loss(
                     params, config.loss, scaling, val_set.images, val_set.labels)
@@ -160,6 +169,15 @@ def _track_best(entry: dict, state: _LoopState, params: Params, best: Params | N
         state.epochs_without_improvement += 1
 
 
+def _largest_weight(params: Params) -> float:
+    return max(float(np.abs(params.w1).max()), float(np.abs(params.w2).max()))
+
+
+def _exploded(params: Params) -> bool:
+    largest = _largest_weight(params)
+    return not math.isfinite(largest) or largest > EXPLODED_WEIGHT
+
+
 def _run_epoch(net: Network, optimizer: SGD, data: Split, order: np.ndarray, pixels: np.ndarray,
                scaling: InputScaling, config: TrainConfig, state: _LoopState, total_steps: int,
                epoch: int, progress: bool | None, on_batch=None) -> tuple[float, float]:
@@ -169,7 +187,6 @@ def _run_epoch(net: Network, optimizer: SGD, data: Split, order: np.ndarray, pix
     batch_size = config.batch_size
     steps = math.ceil(len(order) / batch_size)
     loss_sum, correct = 0.0, 0
-    w2 = net.params.w2
     with tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
               file=sys.stderr, dynamic_ncols=True, mininterval=0.25,
               disable=(not progress) if progress is not None else None) as bar:
@@ -179,12 +196,11 @@ def _run_epoch(net: Network, optimizer: SGD, data: Split, order: np.ndarray, pix
             batch = np.take(data.images, rows, axis=0, out=pixels[:len(rows)])
             a2 = net.forward(net.load_pixels(batch, scaling))
             loss = net.loss_value(labels)
-            if not math.isfinite(loss) or not math.isfinite(float(np.abs(w2).max())) \
-                    or np.abs(w2).max() > EXPLODED_WEIGHT:
+            if not math.isfinite(loss) or (b % WEIGHT_CHECK_EVERY == 0 and _exploded(net.params)):
                 raise TrainingDiverged(
-                    f"training diverged in epoch {epoch + 1}, batch {b + 1} (loss {loss:.4g}, "
-                    f"largest output weight {float(np.abs(w2).max()):.3g}): try a smaller learning rate "
-                    f"than --lr {config.learning_rate:g}")
+                    f"training diverged in epoch {epoch + 1}, batch {b + 1} (loss {loss:.4g}, largest "
+                    f"weight {_largest_weight(net.params):.3g}): try a smaller learning rate than "
+                    f"--lr {config.learning_rate:g}")
             loss_sum += loss * len(rows)
             correct += int(np.count_nonzero(a2.argmax(axis=1) == labels))
             grads = net.backward(labels)
