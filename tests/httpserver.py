@@ -132,7 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._respond(owner, body, behaviour, self.headers.get("Range"))
 
     def _record(self, behaviour: str, status: int, body_bytes: int) -> None:
-        # Logged before the body goes out, so the log is complete once the client has its answer.
+        # Logged before the status line goes out, so the log is complete once the client has its answer.
         self.server.owner._log(LoggedRequest(self.path, self.headers.get("Range"), behaviour, status, body_bytes))
 
     def _respond(self, owner: LoopbackServer, body: bytes | None, behaviour: str,
@@ -150,11 +150,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(behaviour, 200, bytes(damaged))
         elif behaviour in ("cut", "stall"):
             sent = len(body) // 2 if behaviour == "cut" else 0
+            self._record(behaviour, 200, sent)
             self.send_response(200)
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(len(body)))   # the full size, then fewer bytes
             self.end_headers()
-            self._record(behaviour, 200, sent)
             self.wfile.write(body[:sent])
             self.wfile.flush()
             if behaviour == "stall":
@@ -174,13 +174,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, behaviour: str, status: int, payload: bytes, content_type: str = "application/octet-stream",
               extra_headers: dict[str, str] | None = None) -> None:
+        self._record(behaviour, status, len(payload))
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         for name, value in (extra_headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        self._record(behaviour, status, len(payload))
         self.wfile.write(payload)
 
 

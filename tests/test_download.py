@@ -118,12 +118,36 @@ def test_library_returns_the_verified_paths(tiny, http_server):
     assert_complete(tiny)
 
 
+def test_progress_bar_goes_to_stderr_when_asked_for(tiny, http_server, capsys):
+    base = serve_dataset(http_server, tiny)
+
+    ensure_file(tiny.spec, IMAGES, tiny.data_dir, mirrors_for(tiny.spec, [base]), progress=True, settings=NO_WAIT)
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"\r{IMAGES}:" in captured.err and "B/s" in captured.err   # a byte-counting bar, cleared at the end
+
+
 def test_local_folder_mirror(tiny):
     result = run_download(tiny, "--mirror", str(tiny.source), "--quiet")
 
     assert result.exit_code == 0, result.output
     assert result.output == ""
     assert_complete(tiny)
+
+
+def test_data_dir_defaults_to_data_in_the_working_folder_and_follows_the_environment(tiny, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    default = CliRunner().invoke(cli, ["download", "--mirror", str(tiny.source)])
+    elsewhere = CliRunner().invoke(cli, ["download", "--mirror", str(tiny.source)],
+                                   env={"MLKNOBS_DATA_DIR": str(tmp_path / "elsewhere")})
+
+    assert default.exit_code == 0, default.output
+    assert tiny.data_dir == tmp_path / "data"
+    assert_complete(tiny)
+    assert elsewhere.exit_code == 0, elsewhere.output
+    assert_complete(replace(tiny, data_dir=tmp_path / "elsewhere"))
 
 
 def test_file_url_mirror(tiny):
@@ -317,6 +341,9 @@ def test_all_mirrors_down_names_each_mirror_with_its_reason(tiny, http_server, t
     serve_dataset(http_server, tiny, prefix="corrupt/", **{IMAGES: ("corrupt",)})
     serve_dataset(http_server, tiny, prefix="slow/", **{IMAGES: ("stall",)})
     refused = f"http://127.0.0.1:{closed_port()}/"
+    wrong_folder = tmp_path / "wrong-folder"
+    (wrong_folder / "mnist").mkdir(parents=True)
+    (wrong_folder / "mnist" / IMAGES).write_bytes(tiny.files[LABELS])
     mirrors = {
         http_server.url + "missing/": "HTTP 404 Not Found",
         http_server.url + "html/": "got an HTML page instead of data",
@@ -324,6 +351,7 @@ def test_all_mirrors_down_names_each_mirror_with_its_reason(tiny, http_server, t
         http_server.url + "slow/": "timed out",
         refused: "connection refused",
         str(tmp_path / "empty-folder"): "no such file",
+        str(wrong_folder): "checksum mismatch",
     }
     args = [arg for mirror in mirrors for arg in ("--mirror", mirror)]
     env = {"MLKNOBS_DOWNLOAD_TIMEOUT": "0.3", "MLKNOBS_DOWNLOAD_RETRIES": "1"}
@@ -450,3 +478,20 @@ def test_builtin_mirror_appends_the_file_name_directly():
 def test_parse_mirror_rejects_what_it_cannot_fetch(text):
     with pytest.raises(ValueError):
         parse_mirror(text)
+
+
+def test_unknown_host_is_not_retried(tiny, monkeypatch):
+    # Resolving a real name would leave the machine; make every lookup fail the way DNS does offline.
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    waits = []
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    monkeypatch.setattr(download, "time", types.SimpleNamespace(sleep=waits.append))
+
+    with pytest.raises(DownloadError) as error:
+        ensure_file(tiny.spec, IMAGES, tiny.data_dir, mirrors_for(tiny.spec, ["https://mirror.example/"]),
+                    progress=False, settings=DownloadSettings(retries=3, backoff=1))
+
+    assert "https://mirror.example/mnist/train-images-idx3-ubyte.gz: host name not found" in str(error.value)
+    assert waits == []
