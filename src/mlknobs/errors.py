@@ -23,3 +23,7 @@ class TrainingDiverged(MlknobsError):
 
 class ImageError(MlknobsError, ValueError):
     """A user's picture could not be read or holds no digit."""
+
+
+class PlotError(MlknobsError):
+    """A picture cannot be drawn or written (missing matplotlib, unwritable path, nothing to plot)."""

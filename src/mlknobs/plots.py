@@ -15,12 +15,13 @@ import io
 import math
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from mlknobs.atomic import atomic_write
 from mlknobs.data import Split
-from mlknobs.errors import MlknobsError
+from mlknobs.errors import PlotError
 from mlknobs.evaluate import confusion_matrix
 from mlknobs.modelfile import Model
 
@@ -28,18 +29,19 @@ DPI = 100
 PICTURE_FORMATS = ("png", "svg", "pdf")
 INSTALL_HINT = 'plots need matplotlib, an optional extra: pip install "mlknobs[plot]"'
 
-# Weight tiles: one inch per unit, plus room for the two-line title.
-TILE_INCHES = 1.0
-TITLE_INCHES = 1.0
-# Mistake tiles are wider and taller: their captions name two classes and a confidence.
+# Tile grids (weights, mistakes) are one image of 28x28 tiles with blank space around each for
+# its caption, drawn on a single Axes: a separate Axes per tile makes matplotlib's layout take
+# seconds for a hundred tiles. Sizes are in tile pixels (one pixel = one 28x28 image pixel).
+WEIGHT_TILE_INCHES = 1.0              # width of one weight tile's cell
+WEIGHT_CELL = (28 + 4, 28 + 9)        # (width, height) in tile pixels: a gap, and a one-line caption above
 MISTAKE_COLUMNS = 8
-MISTAKE_TILE_INCHES = (1.4, 1.75)
+MISTAKE_TILE_INCHES = 1.1             # a digit; its cell adds room for a three-line caption
+MISTAKE_CELL = (28 + 8, 28 + 14)
+TITLE_INCHES = 0.8                    # room for a grid picture's title
+MARGIN_INCHES = 0.1
+MIN_GRID_PICTURE_INCHES = 8.0         # narrower pictures would cut their titles
 HISTORY_INCHES = (11.0, 4.5)
 CONFUSION_INCHES = (8.5, 7.5)
-
-
-class PlotError(MlknobsError):
-    """A picture cannot be drawn or written (missing extra, nothing to show, unwritable path)."""
 
 
 # --- files ----------------------------------------------------------------------------------------
@@ -58,8 +60,10 @@ def check_writable(path: Path) -> None:
     folder = path.parent
     if path.is_dir():
         raise PlotError(f"cannot write {path}: it is a directory")
-    if not folder.is_dir():
+    if not folder.exists():
         raise PlotError(f"cannot write {path}: folder {folder} does not exist")
+    if not folder.is_dir():
+        raise PlotError(f"cannot write {path}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise PlotError(f"cannot write {path}: folder {folder} is not writable")
 
@@ -73,22 +77,25 @@ def write_picture(path: Path, data: bytes) -> None:
         raise PlotError(f"cannot write {path}: {e.strerror or e}") from e
 
 
-def _matplotlib():
-    """(Figure class, colors module, ticker module), or a PlotError saying how to install matplotlib."""
+def _matplotlib() -> SimpleNamespace:
+    """The parts of matplotlib the pictures use, or a PlotError saying how to install it."""
     try:
         import matplotlib  # noqa: F401  (imported first so a missing package fails here, not deeper)
-        from matplotlib import colors, ticker
+        from matplotlib import colormaps, colors, ticker
         from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.cm import ScalarMappable
         from matplotlib.figure import Figure
     except ImportError as e:
         raise PlotError(INSTALL_HINT) from e
 
-    def new_figure(width: float, height: float):
-        fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    def new_figure(width: float, height: float, layout: str | None = "constrained"):
+        # Whole pixels, so a picture's size is exactly what its layout says.
+        fig = Figure(figsize=(round(width * DPI) / DPI, round(height * DPI) / DPI), dpi=DPI, layout=layout)
         FigureCanvasAgg(fig)
         return fig
 
-    return new_figure, colors, ticker
+    return SimpleNamespace(new_figure=new_figure, colormaps=colormaps, colors=colors, ticker=ticker,
+                           ScalarMappable=ScalarMappable)
 
 
 def require_matplotlib() -> None:
@@ -104,9 +111,46 @@ def _render(fig, fmt: str) -> bytes:
 
 def _grid(count: int, columns: int | None = None) -> tuple[int, int]:
     """(rows, columns) for `count` tiles: square-ish unless the column count is given."""
-    columns = columns or math.ceil(math.sqrt(count))
-    columns = min(columns, count)
+    columns = min(columns or math.ceil(math.sqrt(count)), count)
     return math.ceil(count / columns), columns
+
+
+def tile_mosaic(tiles: np.ndarray, columns: int, cell: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Lay tiles (n, 28, 28) out in rows of `columns` cells of `cell` = (width, height) pixels.
+
+    Each tile sits at the bottom centre of its cell; the blank rows above it hold its caption.
+    Blank pixels are NaN, so a colour map paints them as its "bad" colour (the background).
+    Returns the mosaic (rows * height, columns * width) and each caption's anchor (n, 2) as
+    (x, y): the middle of the tile's top edge in imshow's pixel coordinates.
+    """
+    n = len(tiles)
+    rows, columns = _grid(n, columns)
+    width, height = cell
+    left, top = (width - 28) // 2, height - 28
+    cells = np.full((rows * columns, height, width), np.nan, np.float32)
+    cells[:n, top:, left:left + 28] = tiles
+    mosaic = cells.reshape(rows, columns, height, width).transpose(0, 2, 1, 3).reshape(rows * height, columns * width)
+    index = np.arange(n)
+    # imshow centres pixel (i, j) on (j, i), so a tile's top edge is half a pixel above its first row.
+    anchors = np.stack([(index % columns) * width + left + 13.5, (index // columns) * height + top - 0.5], axis=1)
+    return mosaic, anchors
+
+
+def _mosaic_axes(new_figure, mosaic: np.ndarray, inches_per_pixel: float, right_inches: float = 0.0):
+    """A figure holding one Axes sized so each mosaic pixel is `inches_per_pixel`, below room for a title."""
+    grid_height, grid_width = (size * inches_per_pixel for size in mosaic.shape)
+    width = max(MIN_GRID_PICTURE_INCHES, grid_width + 2 * MARGIN_INCHES) + right_inches
+    height = grid_height + TITLE_INCHES + MARGIN_INCHES
+    fig = new_figure(width, height, layout=None)
+    width, height = fig.get_size_inches()
+    left = (width - right_inches - grid_width) / 2
+    ax = fig.add_axes((left / width, MARGIN_INCHES / height, grid_width / width, grid_height / height))
+    ax.set_axis_off()
+    return fig, ax
+
+
+def _grid_title(fig, text: str) -> None:
+    fig.suptitle(text, fontsize=9.5, y=1 - MARGIN_INCHES / fig.get_size_inches()[1], va="top")
 
 
 def _describe(model: Model) -> str:
@@ -125,36 +169,32 @@ def weights_figure(model: Model, name: str, max_units: int = 100, shared_scale: 
     on one shared scale the weak ones fade to white although their pattern is just as clear. With
     `shared_scale` all tiles use one scale (and a colour bar), to compare strengths instead.
     """
-    new_figure, colors, _ = _matplotlib()
-    w1 = model.params.w1                                     # (784, H)
+    mpl = _matplotlib()
+    w1 = model.params.w1                                      # (784, H)
     hidden = w1.shape[1]
     shown = min(hidden, max_units)
-    tiles = w1[:, :shown].T.reshape(shown, 28, 28)           # (U, 784) -> (U, 28, 28)
-    limits = np.abs(tiles).reshape(shown, -1).max(axis=1)    # (U,)
+    tiles = w1[:, :shown].T.reshape(shown, 28, 28)            # (U, 784) -> (U, 28, 28)
+    limits = np.abs(tiles).max(axis=(1, 2))                   # (U,)
     if shared_scale:
         limits[:] = limits.max()
-    limits = np.maximum(limits, np.finfo(np.float32).tiny)   # an all-zero unit still draws
-
-    rows, columns = _grid(shown)
-    colourbar_inches = 1.0 if shared_scale else 0.0
-    fig = new_figure(max(8.0, columns * TILE_INCHES) + colourbar_inches, rows * TILE_INCHES + TITLE_INCHES)
-    axes = fig.subplots(rows, columns, squeeze=False)
-    image = None
-    for unit, ax in enumerate(axes.flat):
-        ax.set_axis_off()
-        if unit >= shown:
-            continue
-        image = ax.imshow(tiles[unit], cmap="RdBu_r", norm=colors.Normalize(-limits[unit], limits[unit]),
-                          interpolation="nearest")
-        ax.set_title(f"unit {unit}", fontsize=7, pad=2)
+    limits = np.maximum(limits, np.finfo(np.float32).tiny)    # an all-zero unit still draws
+    mosaic, anchors = tile_mosaic(tiles / limits[:, None, None], math.ceil(math.sqrt(shown)), WEIGHT_CELL)
+    colourbar_inches = 1.2 if shared_scale else 0.0
+    fig, ax = _mosaic_axes(mpl.new_figure, mosaic, WEIGHT_TILE_INCHES / WEIGHT_CELL[0], colourbar_inches)
+    cmap = mpl.colormaps["RdBu_r"].with_extremes(bad="white")
+    ax.imshow(mosaic, cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
+    for unit, (x, y) in enumerate(anchors):
+        ax.text(x, y - 1, f"unit {unit}", ha="center", va="bottom", fontsize=7)
+    if shared_scale:
+        grid, width = ax.get_position(), fig.get_size_inches()[0]
+        bar = fig.add_axes((grid.x1 + 0.3 / width, grid.y0 + grid.height / 4, 0.2 / width, grid.height / 2))
+        weights = mpl.ScalarMappable(mpl.colors.Normalize(-limits[0], limits[0]), cmap)
+        fig.colorbar(weights, cax=bar, label="weight")
     which = f"all {hidden} hidden units" if shown == hidden else f"the first {shown} of {hidden} hidden units"
     scale = "one colour scale for all units" if shared_scale else "each tile scaled to its own largest |weight|"
-    fig.suptitle(f"What each hidden unit looks for: input weights of {which}\n"
-                 f"{name}: {_describe(model)}; {scale}\n"
-                 f"red: a bright pixel there turns the unit on, blue: turns it off, white: no effect",
-                 fontsize=9)
-    if shared_scale and image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.6, label="weight")
+    _grid_title(fig, f"What each hidden unit looks for: input weights of {which}\n"
+                     f"{name}: {_describe(model)}; {scale}\n"
+                     f"red: a bright pixel there turns the unit on, blue: turns it off, white: no effect")
     return _render(fig, fmt)
 
 
@@ -164,10 +204,10 @@ def history_figure(model: Model, name: str, fmt: str = "png") -> bytes:
     """Loss and accuracy per epoch for the training and validation sets, and the final test result."""
     if not model.history:
         raise PlotError(f"{name} has no training history to plot (no finished epoch was recorded)")
-    new_figure, _, ticker = _matplotlib()
+    mpl = _matplotlib()
     history = model.history
     epochs = [entry["epoch"] for entry in history]
-    fig = new_figure(*HISTORY_INCHES)
+    fig = mpl.new_figure(*HISTORY_INCHES)
     loss_ax, accuracy_ax = fig.subplots(1, 2)
     # The test set is measured once, after training, on the weights that were kept: the best
     # validation epoch's under early stopping, otherwise the last epoch's.
@@ -188,7 +228,7 @@ def history_figure(model: Model, name: str, fmt: str = "png") -> bytes:
                     label=f"test {label_format.format(test)} ({kept})")
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
-        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
         ax.set_xlim(0.5, max(epochs) + 0.5)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -197,7 +237,9 @@ def history_figure(model: Model, name: str, fmt: str = "png") -> bytes:
             ax.axvline(model.results["best_epoch"], color="gray", linestyle=":", linewidth=1)
     loss_ax.set_title("loss")
     accuracy_ax.set_title("accuracy")
-    fig.suptitle(f"Training history of {name}  ({_describe(model)}, {len(history)} epochs)")
+    ran = (f"stopped early after {len(history)} of {model.config.epochs} epochs" if model.results.get("stopped_early")
+           else f"{len(history)} epochs")
+    fig.suptitle(f"Training history of {name}  ({_describe(model)}, {ran})")
     return _render(fig, fmt)
 
 
@@ -210,7 +252,7 @@ def confusion_figure(model: Model, name: str, test: Split, fmt: str = "png") -> 
     so they get separate colour scales: greens for the diagonal, reds for the mistakes, each scaled
     to its own largest count. On one shared scale every mistake would look equally white.
     """
-    new_figure, colors, _ = _matplotlib()
+    mpl = _matplotlib()
     class_names = model.class_names
     n = len(class_names)
     predictions = model.predict_proba(test.images).argmax(axis=1)          # (N,)
@@ -220,11 +262,11 @@ def confusion_figure(model: Model, name: str, test: Split, fmt: str = "png") -> 
     wrong = np.ma.masked_where(diagonal | (confusion == 0), confusion)   # zero cells stay white
     wrong_max = max(int(wrong.max() or 0), 1)
 
-    fig = new_figure(*CONFUSION_INCHES)
+    fig = mpl.new_figure(*CONFUSION_INCHES)
     ax = fig.subplots()
     # The greens top out at 70 % of their darkest shade so the bold white counts stay readable.
-    ax.imshow(right, cmap="Greens", norm=colors.Normalize(0, max(int(right.max()), 1) / 0.7))
-    wrong_image = ax.imshow(wrong, cmap="Reds", norm=colors.Normalize(0, wrong_max))
+    ax.imshow(right, cmap="Greens", norm=mpl.colors.Normalize(0, max(int(right.max()), 1) / 0.7))
+    wrong_image = ax.imshow(wrong, cmap="Reds", norm=mpl.colors.Normalize(0, wrong_max))
     for (true, predicted), count in np.ndenumerate(confusion):
         if count == 0:
             continue
@@ -243,7 +285,8 @@ def confusion_figure(model: Model, name: str, test: Split, fmt: str = "png") -> 
     recall_ax.set_yticks(range(n), [f"{100 * confusion[i, i] / t:.1f} %" if t else "-"
                                     for i, t in enumerate(totals)])
     recall_ax.set_ylabel("recognised (recall)")
-    fig.colorbar(wrong_image, ax=ax, shrink=0.7, label="mistakes (off-diagonal count)")
+    fig.colorbar(wrong_image, ax=ax, shrink=0.7, label="mistakes (off-diagonal count)",
+                 ticks=mpl.ticker.MaxNLocator(integer=True))
     total, correct = int(confusion.sum()), int(np.trace(confusion))
     ax.set_title(f"Confusion matrix of {name} on the {model.dataset} test set\n"
                  f"{correct:,} of {total:,} right ({100 * correct / max(total, 1):.2f} %); "
@@ -263,25 +306,24 @@ def most_confident_mistakes(probabilities: np.ndarray, labels: np.ndarray) -> np
 
 def mistakes_figure(model: Model, name: str, test: Split, count: int = 40, fmt: str = "png") -> bytes:
     """The test images the model gets wrong, most confident first, captioned with true and predicted class."""
-    new_figure, _, _ = _matplotlib()
+    mpl = _matplotlib()
     probabilities = model.predict_proba(test.images)                       # (N, 10)
     order = most_confident_mistakes(probabilities, test.labels)
     if len(order) == 0:
         raise PlotError(f"{name} classifies every {model.dataset} test image correctly; no mistakes to show")
     shown = order[:count]
     class_names = model.class_names
-    rows, columns = _grid(len(shown), MISTAKE_COLUMNS)
-    width, height = MISTAKE_TILE_INCHES
-    fig = new_figure(max(6.0, columns * width), rows * height + TITLE_INCHES)
-    axes = fig.subplots(rows, columns, squeeze=False)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    for ax, i in zip(axes.flat, shown):
+    tiles = test.images[shown].reshape(len(shown), 28, 28).astype(np.float32)
+    mosaic, anchors = tile_mosaic(tiles, MISTAKE_COLUMNS, MISTAKE_CELL)
+    fig, ax = _mosaic_axes(mpl.new_figure, mosaic, MISTAKE_TILE_INCHES / 28)
+    # Dark ink on white: MNIST digits as written, Fashion-MNIST items as in the shop photos they came from.
+    ax.imshow(mosaic, cmap=mpl.colormaps["gray_r"].with_extremes(bad="white"), vmin=0, vmax=255,
+              interpolation="nearest")
+    for i, (x, y) in zip(shown, anchors):
         predicted = int(probabilities[i].argmax())
-        ax.imshow(test.images[i].reshape(28, 28), cmap="gray_r", vmin=0, vmax=255, interpolation="nearest")
-        ax.set_title(f"true {class_names[test.labels[i]]}\npred {class_names[predicted]}\n"
-                     f"{100 * probabilities[i, predicted]:.1f} % sure", fontsize=8, pad=3)
-    fig.suptitle(f"Mistakes of {name} ({_describe(model)}): {len(order):,} of {len(test):,} test images "
-                 f"are misclassified;\nhere are the {len(shown)} the model is surest about, surest first "
-                 f"(true class, predicted class and its probability)", fontsize=10)
+        ax.text(x, y - 1, f"true {class_names[test.labels[i]]}\npred {class_names[predicted]}\n"
+                          f"{100 * probabilities[i, predicted]:.1f} % sure", ha="center", va="bottom", fontsize=8)
+    _grid_title(fig, f"Mistakes of {name} ({_describe(model)}): {len(order):,} of {len(test):,} test images "
+                     f"are misclassified;\nhere are the {len(shown)} the model is surest about, surest first "
+                     f"(true class, predicted class and its probability)")
     return _render(fig, fmt)
