@@ -3,10 +3,11 @@
 Every loss is the mean over the batch of a per-sample loss, so its `delta` (dLoss/dz2) carries a
 factor 1/B and the learning rate does not have to change with the batch size.
 
-Saturation guard: the sigmoid and the softmax clip their inputs to SATURATION = 30. Beyond that
-the outputs differ from the exact ones by less than 1e-13, but without the clip saturated units
-produce subnormal floats (below 1.2e-38), which the CPU handles 10-100x slower; a run at a high
-learning rate would then seem to hang.
+Saturation guard: saturated units must not produce subnormal floats (below 1.2e-38), which the
+CPU handles 10-100x slower; a run at a high learning rate would then seem to hang. The sigmoid is
+computed as (1 + tanh(z/2)) / 2, which is exact algebra but rounds to exactly 0 or 1 once |z| > ~17
+instead of creeping through the subnormal range, and the softmax clips its shifted logits at
+-SATURATION = -30 (probabilities below 1e-13 change by less than 1e-13).
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ SATURATION = 30.0
 
 
 def sigmoid_(z: np.ndarray) -> np.ndarray:
-    """In place: z <- 1 / (1 + exp(-z)), with z clipped to +-SATURATION first."""
-    np.clip(z, -SATURATION, SATURATION, out=z)
-    np.negative(z, out=z)
-    np.exp(z, out=z)
-    z += 1
-    np.reciprocal(z, out=z)
+    """In place: z <- 1 / (1 + exp(-z)), computed as (1 + tanh(z / 2)) / 2 (see the module note)."""
+    z *= 0.5
+    np.tanh(z, out=z)
+    z *= 0.5
+    z += 0.5
     return z
 
 
