@@ -21,7 +21,7 @@ No gradient is taken for x itself: nothing upstream needs it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,14 +31,39 @@ INPUT_SIZE = 28 * 28
 OUTPUT_SIZE = 10
 
 
+PARAM_NAMES = ("w1", "b1", "w2", "b2")
+FLAT_ORDER = ("w1", "w2", "b1", "b2")    # weights first, so weight decay touches one slice
+
+
 @dataclass
 class Params:
-    """The knobs: two weight matrices and two bias vectors (also used for their gradients)."""
+    """The knobs: two weight matrices and two bias vectors (also used for their gradients).
+
+    All four are views into one flat vector, `flat`, so the optimizer can turn every knob with a
+    handful of whole-vector operations instead of a handful per array. Constructing a Params
+    copies the given arrays into a new flat vector.
+    """
 
     w1: np.ndarray  # (784, H)
     b1: np.ndarray  # (H,)
     w2: np.ndarray  # (H, 10)
     b2: np.ndarray  # (10,)
+    flat: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self):
+        arrays = [np.asarray(getattr(self, name)) for name in FLAT_ORDER]
+        self.flat = np.empty(sum(a.size for a in arrays), np.result_type(*arrays))
+        start = 0
+        for name, array in zip(FLAT_ORDER, arrays):
+            view = self.flat[start:start + array.size].reshape(array.shape)
+            view[...] = array
+            setattr(self, name, view)
+            start += array.size
+
+    @property
+    def weight_count(self) -> int:
+        """flat[:weight_count] are the weights (w1, w2); the biases follow."""
+        return self.w1.size + self.w2.size
 
     @classmethod
     def initial(cls, hidden_size: int, rng: np.random.Generator, dtype=np.float32) -> "Params":
@@ -58,7 +83,7 @@ class Params:
         return self.w1.shape[1]
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in PARAM_NAMES}
 
     def zeros_like(self) -> "Params":
         return Params(**{k: np.zeros_like(v) for k, v in self.arrays().items()})
@@ -70,11 +95,10 @@ class Params:
         return Params(**{k: v.astype(dtype) for k, v in self.arrays().items()})
 
     def copy_from(self, other: "Params") -> None:
-        for name, array in self.arrays().items():
-            np.copyto(array, getattr(other, name))
+        np.copyto(self.flat, other.flat)
 
     def all_finite(self) -> bool:
-        return all(np.isfinite(a).all() for a in self.arrays().values())
+        return bool(np.isfinite(self.flat).all())
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,10 @@ from mlknobs import __version__
 from mlknobs.atomic import atomic_write
 from mlknobs.config import TrainConfig
 from mlknobs.errors import ModelFileError
-from mlknobs.model import INPUT_SIZE, OUTPUT_SIZE, InputScaling, Params, predict_proba
+from mlknobs.model import INPUT_SIZE, OUTPUT_SIZE, PARAM_NAMES, InputScaling, Params, predict_proba
 
 FORMAT = "mlknobs-model"
 FORMAT_VERSION = 1
-PARAM_NAMES = ("w1", "b1", "w2", "b2")
 
 
 @dataclass
@@ -138,18 +137,20 @@ def _params_from(arrays: dict, prefix: str, path: Path) -> Params:
     missing = [prefix + n for n in PARAM_NAMES if prefix + n not in arrays]
     if missing:
         raise ModelFileError(f"{path}: missing arrays {', '.join(missing)}")
-    params = Params(**{n: arrays[prefix + n] for n in PARAM_NAMES})
-    w1, b1, w2, b2 = params.w1, params.b1, params.w2, params.b2
+    named = {n: arrays[prefix + n] for n in PARAM_NAMES}
+    w1 = named["w1"]
     hidden = w1.shape[1] if w1.ndim == 2 else -1
     expected = {"w1": (INPUT_SIZE, hidden), "b1": (hidden,), "w2": (hidden, OUTPUT_SIZE), "b2": (OUTPUT_SIZE,)}
-    for name, array in params.arrays().items():
+    for name, array in named.items():
         if hidden < 1 or array.shape != expected[name]:
             raise ModelFileError(f"{path}: array {prefix}{name} has shape {array.shape}, "
                                  f"expected {expected[name] if hidden > 0 else '(784, H)'}")
         if array.dtype != np.float32:
             raise ModelFileError(f"{path}: array {prefix}{name} is {array.dtype}, expected float32")
-        if not np.isfinite(array).all():
-            raise ModelFileError(f"{path}: array {prefix}{name} holds non-finite values (NaN or inf)")
+    params = Params(**named)
+    if not params.all_finite():
+        bad = [prefix + n for n, a in params.arrays().items() if not np.isfinite(a).all()]
+        raise ModelFileError(f"{path}: array {', '.join(bad)} holds non-finite values (NaN or inf)")
     return params
 
 

@@ -54,27 +54,24 @@ class SGD:
         self._scratch = params.zeros_like()
 
     def step(self, grads: Params, lr: float) -> None:
-        """w <- w - lr * update, where update is built from `grads` (which it may overwrite)."""
-        dtype = self.params.w1.dtype.type
-        mu, lr = dtype(self.momentum), dtype(lr)
-        for name, w in self.params.arrays().items():
-            g = getattr(grads, name)
-            if self.weight_decay and name.startswith("w"):
-                decay = getattr(self._scratch, name)
-                np.multiply(w, dtype(self.weight_decay), out=decay)
-                g += decay                                      # g + lambda w
-            if self.momentum:
-                v = getattr(self.velocity, name)
-                v *= mu
-                v += g                                          # v = mu v + g
-                if self.nesterov:
-                    update = getattr(self._scratch, name)
-                    np.multiply(v, mu, out=update)
-                    update += g                                 # g + mu v
-                else:
-                    update = v
+        """w <- w - lr * update for every knob at once, on the flat vectors (may overwrite `grads`)."""
+        w, g, v, scratch = self.params.flat, grads.flat, self.velocity.flat, self._scratch.flat
+        dtype = w.dtype.type
+        if self.weight_decay:
+            weights = slice(0, self.params.weight_count)          # biases are not decayed
+            np.multiply(w[weights], dtype(self.weight_decay), out=scratch[weights])
+            g[weights] += scratch[weights]                         # g + lambda w
+        if self.momentum:
+            mu = dtype(self.momentum)
+            v *= mu
+            v += g                                                 # v = mu v + g
+            if self.nesterov:
+                np.multiply(v, mu, out=scratch)
+                scratch += g                                       # g + mu v
+                update = scratch
             else:
-                update = g
-            scaled = getattr(self._scratch, name)
-            np.multiply(update, lr, out=scaled)
-            w -= scaled
+                update = v
+        else:
+            update = g
+        np.multiply(update, dtype(lr), out=scratch)
+        w -= scratch
