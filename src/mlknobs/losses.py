@@ -42,10 +42,10 @@ def _rows(labels: np.ndarray) -> np.ndarray:
     return np.arange(len(labels))
 
 
-def cross_entropy_value(p: np.ndarray, labels: np.ndarray) -> float:
-    """Mean of -log p[label] over the batch."""
-    picked = p[_rows(labels), labels].astype(np.float64)
-    return float(-np.log(picked).mean())
+def cross_entropy_samples(p: np.ndarray, labels: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Per-sample loss -log p[label], into out (n,)."""
+    np.log(p[_rows(labels), labels], out=out)
+    return np.negative(out, out=out)
 
 
 def cross_entropy_delta(p: np.ndarray, labels: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -60,11 +60,14 @@ def cross_entropy_delta(p: np.ndarray, labels: np.ndarray, out: np.ndarray) -> n
     return out
 
 
-def mse_value(a: np.ndarray, labels: np.ndarray) -> float:
-    """Mean over the batch of 1/2 * sum_k (a_k - y_k)^2 with one-hot y (Nielsen's quadratic cost)."""
-    err = a.astype(np.float64)
+def mse_samples(a: np.ndarray, labels: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Per-sample loss 1/2 * sum_k (a_k - y_k)^2 with one-hot y (Nielsen's quadratic cost), into out (n,)."""
+    err = a.copy()
     err[_rows(labels), labels] -= 1
-    return float(0.5 * np.square(err).sum() / len(labels))
+    np.square(err, out=err)
+    np.sum(err, axis=1, out=out)
+    out *= 0.5
+    return out
 
 
 def mse_delta(a: np.ndarray, labels: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -80,12 +83,16 @@ def mse_delta(a: np.ndarray, labels: np.ndarray, out: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Loss:
     name: str
-    output_: Callable[[np.ndarray], np.ndarray]                               # in place on z2
-    value: Callable[[np.ndarray, np.ndarray], float]                          # (a2, labels) -> mean loss
-    delta: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]         # (a2, labels, out) -> dz2
+    output_: Callable[[np.ndarray], np.ndarray]                           # in place on z2
+    samples: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]   # (a2, labels, out) -> loss per sample
+    delta: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]     # (a2, labels, out) -> dLoss/dz2
+
+    def value(self, a2: np.ndarray, labels: np.ndarray) -> float:
+        """The mean loss over the batch."""
+        return float(self.samples(a2, labels, np.empty(len(labels), a2.dtype)).mean(dtype=np.float64))
 
 
 LOSSES: dict[str, Loss] = {
-    "cross-entropy": Loss("cross-entropy", softmax_, cross_entropy_value, cross_entropy_delta),
-    "mse": Loss("mse", sigmoid_, mse_value, mse_delta),
+    "cross-entropy": Loss("cross-entropy", softmax_, cross_entropy_samples, cross_entropy_delta),
+    "mse": Loss("mse", sigmoid_, mse_samples, mse_delta),
 }

@@ -73,5 +73,7 @@ class SGD:
                 update = v
         else:
             update = g
-        np.multiply(update, dtype(lr), out=scratch)
-        w -= scratch
+        # lr * update goes into g, which was just read and is still in cache: a separate scratch
+        # vector here measured ~1.5x slower at H=800.
+        np.multiply(update, dtype(lr), out=g)
+        w -= g

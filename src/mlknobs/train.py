@@ -27,7 +27,7 @@ from mlknobs.optim import SGD, learning_rate_at
 
 # Weights this large mean the run has blown up (trained MNIST nets stay well below 100).
 EXPLODED_WEIGHT = 1e4
-WEIGHT_CHECK_EVERY = 25   # batches; the loss itself is checked after every batch
+CHECK_EVERY = 25   # batches between checks of the loss and the weights (and progress-bar updates)
 # A train accuracy this close to guessing (10 %) after a whole epoch means the units have
 # saturated: sigmoid'(z) = a (1 - a) ~ 0 everywhere, so no gradient flows and nothing more is learnt.
 COLLAPSED_ACCURACY = 0.15
@@ -186,30 +186,41 @@ def _run_epoch(net: Network, optimizer: SGD, data: Split, order: np.ndarray, pix
 
     batch_size = config.batch_size
     steps = math.ceil(len(order) / batch_size)
-    loss_sum, correct = 0.0, 0
+    # Per-sample losses and predictions for the whole epoch: reduced once at the end instead of a
+    # handful of tiny NumPy calls per batch.
+    sample_losses = np.empty(len(order), net.params.flat.dtype)
+    predictions = np.empty(len(order), np.intp)
     with tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False,
               file=sys.stderr, dynamic_ncols=True, mininterval=0.25,
               disable=(not progress) if progress is not None else None) as bar:
         for b in range(steps):
             rows = order[b * batch_size:(b + 1) * batch_size]
+            done = slice(b * batch_size, b * batch_size + len(rows))
             labels = data.labels[rows]
             batch = np.take(data.images, rows, axis=0, out=pixels[:len(rows)])
             a2 = net.forward(net.load_pixels(batch, scaling))
-            loss = net.loss_value(labels)
-            if not math.isfinite(loss) or (b % WEIGHT_CHECK_EVERY == 0 and _exploded(net.params)):
-                raise TrainingDiverged(
-                    f"training diverged in epoch {epoch + 1}, batch {b + 1} (loss {loss:.4g}, largest "
-                    f"weight {_largest_weight(net.params):.3g}): try a smaller learning rate than "
-                    f"--lr {config.learning_rate:g}")
-            loss_sum += loss * len(rows)
-            correct += int(np.count_nonzero(a2.argmax(axis=1) == labels))
+            net.loss.samples(a2, labels, out=sample_losses[done])
+            np.argmax(a2, axis=1, out=predictions[done])
+            if b % CHECK_EVERY == 0 or b == steps - 1:
+                loss = float(sample_losses[done].mean())
+                _check_divergence(loss, net.params, config, epoch, b)
+                bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
             grads = net.backward(labels)
             optimizer.step(grads, learning_rate_at(config.schedule, config.learning_rate,
                                                    state.step, total_steps))
             state.step += 1
             if on_batch is not None:
                 on_batch(epoch, b, steps, net.params)
-            if b % 20 == 0:
-                bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
             bar.update()
-    return loss_sum / len(order), correct / len(order)
+    train_loss = float(sample_losses.mean(dtype=np.float64))
+    _check_divergence(train_loss, net.params, config, epoch, steps - 1)
+    train_accuracy = float(np.count_nonzero(predictions == data.labels[order])) / len(order)
+    return train_loss, train_accuracy
+
+
+def _check_divergence(loss: float, params: Params, config: TrainConfig, epoch: int, batch: int) -> None:
+    if not math.isfinite(loss) or _exploded(params):
+        raise TrainingDiverged(
+            f"training diverged in epoch {epoch + 1}, batch {batch + 1} (loss {loss:.4g}, largest "
+            f"weight {_largest_weight(params):.3g}): try a smaller learning rate than "
+            f"--lr {config.learning_rate:g}")
