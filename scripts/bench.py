@@ -13,11 +13,14 @@ network on MNIST (batch 128, cross-entropy, SGD with momentum 0.9 at a constant 
 Each runs in a fresh process of its own (clean peak RSS, thread pools sized before loading), and
 their epochs are interleaved round-robin (mlknobs, torch, sklearn, floor, then again, rotating who
 goes first), so a busy machine slows them all alike and the ratios hold even when absolute times
-are noisy. Ratios are medians of the per-round ratios. Then it times start-up: `mlknobs --help`,
+are noisy. Ratios are medians of the per-round ratios, with the ratios of the best epochs beside
+them for runs where load came in bursts longer than a round. Then it times start-up: `mlknobs --help`,
 `mlknobs predict` on one image (when that command exists) and loading MNIST from the warm cache.
 
-Prints Markdown tables and writes everything as JSON (--out-json). Needs the `bench` extra for the
-peers (pip install -e '.[bench]'); a missing peer is skipped with a note.
+Prints Markdown tables and writes everything as JSON (--out-json). The peers come with the `bench`
+extra (pip install -e '.[bench]'; on Linux install torch's CPU build first, see pyproject.toml); a
+missing peer is skipped with a note. Other load on the machine slows every contender, and more so
+with more threads: compare the ratios, and rerun when the absolute times matter.
 
 Examples:
   python scripts/bench.py --quick --mirror ../shared/data
@@ -60,6 +63,8 @@ TARGET_FLOOR_ONE_THREAD = 0.65   # >= 65 % of the GEMM floor at H=128, one threa
 TARGET_FLOOR_ALL_CORES = 0.50    # >= 50 % at H=800, all cores
 TARGET_HELP_SECONDS = 0.25
 TARGET_PREDICT_SECONDS = 0.5
+# A contender whose slowest epoch took this many times its fastest ran beside bursts of other load.
+NOISY_SPREAD = 1.5
 
 
 def usable_cores() -> int:
@@ -73,9 +78,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="Smoke run: 2 epochs and 3 start-up repeats unless given explicitly.")
+                        help="Smoke run: 2 epochs on 10000 samples and 3 start-up repeats unless given "
+                             "explicitly.")
     parser.add_argument("--epochs", type=_positive_int, default=None,
                         help="Interleaved epochs per contender (default 5, or 2 with --quick).")
+    parser.add_argument("--train-samples", type=_positive_int, default=None,
+                        help="Train on the first N MNIST training samples (default all 60000, or 10000 "
+                             "with --quick).")
     parser.add_argument("--repeats", type=_positive_int, default=None,
                         help="Runs per start-up timing (default 9, or 3 with --quick).")
     parser.add_argument("--hidden-sizes", type=_int_list, default=[128, 800], metavar="H[,H...]",
@@ -105,6 +114,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.epochs = 2 if args.quick else 5
     if args.repeats is None:
         args.repeats = 3 if args.quick else 9
+    if args.train_samples is None and args.quick:
+        args.train_samples = 10_000
     return args
 
 
@@ -239,8 +250,11 @@ def run_group(hidden_size: int, threads: int, names: list[str], base_job: dict, 
 
     try:
         for round_index in range(epochs):
-            order = list(workers)
-            order = order[round_index % len(order):] + order[:round_index % len(order)] if order else order
+            if not workers:
+                break
+            running = list(workers)
+            first = round_index % len(running)      # rotate, so no one always runs right after the same one
+            order = running[first:] + running[:first]
             line = []
             for name in order:
                 reply = workers[name].request("epoch")
@@ -261,26 +275,38 @@ def run_group(hidden_size: int, threads: int, names: list[str], base_job: dict, 
     finally:
         for worker in workers.values():
             worker.close()
-    return summarise_group(hidden_size, threads, results, base_job)
+    ordered = {name: results[name] for name in names}
+    return summarise_group(hidden_size, threads, ordered, base_job)
 
 
 def summarise_group(hidden_size: int, threads: int, results: dict, job: dict) -> dict:
+    """Medians and bests per contender, and the ratios between them two ways.
+
+    The ratios the targets are judged on are medians of per-round ratios (the interleaving's
+    point). When other load comes and goes in bursts longer than a round, as it does on shared
+    machines and above all with more than one thread, rounds get slowed unevenly; the ratios of
+    the best (fastest) epochs are then the steadier guide, since load only ever adds time.
+    """
     flops_per_epoch = contenders.flops_per_sample(hidden_size) * job["n_train"]
     for entry in results.values():
         seconds = [epoch["seconds"] for epoch in entry.get("epochs", [])]
         if not seconds:
             continue
         median = statistics.median(seconds)
-        entry.update(epoch_seconds=seconds, median_epoch_seconds=median,
+        entry.update(epoch_seconds=seconds, median_epoch_seconds=median, best_epoch_seconds=min(seconds),
                      samples_per_second=job["n_train"] / median, gflops=flops_per_epoch / median / 1e9,
                      final_train_loss=entry["epochs"][-1]["train_loss"])
         del entry["epochs"]
 
-    ratios = {"mlknobs_over_torch": _paired_median(results, "mlknobs", "torch"),
-              "mlknobs_over_sklearn": _paired_median(results, "mlknobs", "sklearn"),
-              "floor_fraction": _paired_median(results, "floor", "mlknobs")}
+    pairs = {"mlknobs_over_torch": ("mlknobs", "torch"), "mlknobs_over_sklearn": ("mlknobs", "sklearn"),
+             "floor_fraction": ("floor", "mlknobs")}
+    spreads = [max(entry["epoch_seconds"]) / min(entry["epoch_seconds"])
+               for entry in results.values() if entry.get("epoch_seconds")]
     return {"hidden_size": hidden_size, "threads": threads, "flops_per_epoch": flops_per_epoch,
-            "contenders": results, "ratios": ratios}
+            "contenders": results,
+            "ratios": {key: _paired_median(results, *pair) for key, pair in pairs.items()},
+            "best_ratios": {key: _best_ratio(results, *pair) for key, pair in pairs.items()},
+            "epoch_time_spread": max(spreads, default=None)}
 
 
 def _paired_median(results: dict, numerator: str, denominator: str) -> float | None:
@@ -290,6 +316,12 @@ def _paired_median(results: dict, numerator: str, denominator: str) -> float | N
     if not a or not b:
         return None
     return statistics.median(x / y for x, y in zip(a, b))
+
+
+def _best_ratio(results: dict, numerator: str, denominator: str) -> float | None:
+    a = results.get(numerator, {}).get("best_epoch_seconds")
+    b = results.get(denominator, {}).get("best_epoch_seconds")
+    return a / b if a and b else None
 
 
 # --- start-up and latency ---------------------------------------------------------------------------
@@ -352,25 +384,25 @@ def time_startup(repeats: int, model_path: Path | None, image: Path | None, trai
 def check_targets(groups: list[dict], startup: dict | None, all_cores: int) -> list[dict]:
     targets = []
 
-    def add(name: str, goal: str, measured, met, shown: str) -> None:
-        targets.append({"target": name, "goal": goal, "measured": measured,
-                        "met": met, "shown": shown})
+    def add(name: str, goal: str, measured, met, shown: str, best=None, best_shown: str = "") -> None:
+        targets.append({"target": name, "goal": goal, "measured": measured, "met": met, "shown": shown,
+                        "from_best_epochs": best, "best_shown": best_shown})
 
     for group in groups:
-        h, t, ratios = group["hidden_size"], group["threads"], group["ratios"]
+        h, t, ratios, best = group["hidden_size"], group["threads"], group["ratios"], group["best_ratios"]
         where = f"H={h}, {t} thread{'s' if t > 1 else ''}"
         if h == 128:
             for key, peer, goal in (("mlknobs_over_torch", "PyTorch", TARGET_VS_TORCH),
                                     ("mlknobs_over_sklearn", "scikit-learn", TARGET_VS_SKLEARN)):
-                value = ratios[key]
-                add(f"mlknobs ÷ {peer} epoch time, {where}", f"≤ {goal}", value,
-                    None if value is None else value <= goal, "n/a" if value is None else f"{value:.2f}")
-        fraction = ratios["floor_fraction"]
+                add(f"mlknobs ÷ {peer} epoch time, {where}", f"≤ {goal}", ratios[key],
+                    None if ratios[key] is None else ratios[key] <= goal, _shown(ratios[key], "{:.2f}"),
+                    best[key], _shown(best[key], "{:.2f}"))
         if (h, t) == (128, 1) or (h == 800 and t == all_cores):
-            goal = TARGET_FLOOR_ONE_THREAD if t == 1 and h == 128 else TARGET_FLOOR_ALL_CORES
+            goal = TARGET_FLOOR_ONE_THREAD if (h, t) == (128, 1) else TARGET_FLOOR_ALL_CORES
+            fraction = ratios["floor_fraction"]
             add(f"GEMM floor ÷ mlknobs epoch time, {where}", f"≥ {goal:.0%}", fraction,
-                None if fraction is None else fraction >= goal,
-                "n/a" if fraction is None else f"{fraction:.0%}")
+                None if fraction is None else fraction >= goal, _shown(fraction, "{:.0%}"),
+                best["floor_fraction"], _shown(best["floor_fraction"], "{:.0%}"))
     if startup:
         for key, name, goal in (("mlknobs --help", "`mlknobs --help` wall time", TARGET_HELP_SECONDS),
                                 ("mlknobs predict (one image)", "`mlknobs predict` one image, wall time",
@@ -379,6 +411,10 @@ def check_targets(groups: list[dict], startup: dict | None, all_cores: int) -> l
             add(name, f"< {goal} s", value, None if value is None else value < goal,
                 startup[key].get("error", "n/a") if value is None else f"{value:.3f} s")
     return targets
+
+
+def _shown(value: float | None, fmt: str) -> str:
+    return "n/a" if value is None else fmt.format(value)
 
 
 def markdown(report: dict) -> str:
@@ -393,34 +429,46 @@ def markdown(report: dict) -> str:
              f"Python {machine['python']}.  ",
              f"MNIST {settings['n_train']} train / {settings['n_test']} test, 784 -> H sigmoid -> 10, "
              f"batch {settings['batch_size']}, cross-entropy, SGD lr {settings['learning_rate']} constant, "
-             f"momentum {settings['momentum']}, float32; {settings['epochs']} epochs per contender "
-             "interleaved round-robin; times are medians, ratios medians of per-round ratios.",
+             f"momentum {settings['momentum']}, float32; {settings['epochs']} epoch(s) per contender "
+             "interleaved round-robin. Epoch: median (best); samples/s and GFLOP/s from the median; "
+             "ratios: median of per-round ratios (ratio of best epochs).",
              "",
-             "| H | threads | contender | epoch (s) | samples/s | GFLOP/s | test acc | peak RSS MiB (base) "
+             "| H | threads | contender | epoch s | samples/s | GFLOP/s | test acc | peak RSS MiB (base) "
              "| mlknobs time ÷ this |",
              "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    noisy = []
     for group in report["training"]:
+        ratios, best = group["ratios"], group["best_ratios"]
         for name, entry in group["contenders"].items():
-            label = CONTENDERS[name][2]
-            head = f"| {group['hidden_size']} | {group['threads']} | {label} |"
+            head = f"| {group['hidden_size']} | {group['threads']} | {CONTENDERS[name][2]} |"
             if "median_epoch_seconds" not in entry:
                 lines.append(f"{head} {entry.get('skipped') or 'failed: ' + entry.get('error', '?')} | | | | | |")
                 continue
             accuracy = "—" if entry.get("test_accuracy") is None else f"{entry['test_accuracy']:.2%}"
             memory = "—" if name == "floor" else f"{entry['peak_rss_mb']:.0f} ({entry['base_rss_mb']:.0f})"
-            ratio = {"torch": group["ratios"]["mlknobs_over_torch"],
-                     "sklearn": group["ratios"]["mlknobs_over_sklearn"]}.get(name)
-            if name == "floor" and group["ratios"]["floor_fraction"]:
-                versus = f"{1 / group['ratios']['floor_fraction']:.2f} (mlknobs at {group['ratios']['floor_fraction']:.0%} of floor)"
+            key = {"torch": "mlknobs_over_torch", "sklearn": "mlknobs_over_sklearn"}.get(name)
+            if key and ratios[key] is not None:
+                versus = f"{ratios[key]:.2f} ({best[key]:.2f})"
+            elif name == "floor" and ratios["floor_fraction"]:
+                versus = (f"{1 / ratios['floor_fraction']:.2f} ({1 / best['floor_fraction']:.2f}): mlknobs at "
+                          f"{ratios['floor_fraction']:.0%} ({best['floor_fraction']:.0%}) of floor")
             else:
-                versus = "—" if ratio is None else f"{ratio:.2f}"
-            lines.append(f"{head} {entry['median_epoch_seconds']:.3f} | {entry['samples_per_second']:,.0f} "
-                         f"| {entry['gflops']:.1f} | {accuracy} | {memory} | {versus} |")
+                versus = "—"
+            lines.append(f"{head} {entry['median_epoch_seconds']:.3f} ({entry['best_epoch_seconds']:.3f}) "
+                         f"| {entry['samples_per_second']:,.0f} | {entry['gflops']:.1f} | {accuracy} | {memory} "
+                         f"| {versus} |")
+        if group["epoch_time_spread"] and group["epoch_time_spread"] > NOISY_SPREAD:
+            noisy.append(f"H={group['hidden_size']} with {group['threads']} thread(s) "
+                         f"{group['epoch_time_spread']:.1f}x")
     lines += ["",
               "GFLOP/s counts only the step's matrix products (4·784·H + 6·10·H per sample), so it is comparable "
               "across contenders. Peak RSS: each contender runs in a fresh process of its own, so the figure is "
               "its imports, data and training alone; base is the peak after imports and data, before the first "
               "epoch (scikit-learn needs a float32 copy of the training set)."]
+    if noisy:
+        lines += ["", "**Noisy** (a contender's slowest epoch ÷ its fastest): " + ", ".join(noisy)
+                  + ". Other load came and went during these rounds; there the best-epoch figures in "
+                    "parentheses are the steadier guide (rerun to confirm)."]
 
     if report.get("floor_products"):
         lines += ["", "GEMM floor, each product alone at the full batch (best of 5):", "",
@@ -438,10 +486,11 @@ def markdown(report: dict) -> str:
                 lines.append(f"| {what} | {timing['error']} | 0 |")
 
     if report["targets"]:
-        lines += ["", "| target | goal | measured | met |", "|---|---:|---:|:---:|"]
+        lines += ["", "| target | goal | measured | from best epochs | met |", "|---|---:|---:|---:|:---:|"]
         for target in report["targets"]:
             met = {True: "yes", False: "**no**", None: "n/a"}[target["met"]]
-            lines.append(f"| {target['target']} | {target['goal']} | {target['shown']} | {met} |")
+            lines.append(f"| {target['target']} | {target['goal']} | {target['shown']} "
+                         f"| {target['best_shown'] or '—'} | {met} |")
     return "\n".join(lines)
 
 
@@ -457,7 +506,7 @@ def main(argv=None) -> int:
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = "1"
 
-    from mlknobs.data import load_split
+    from mlknobs.data import Split, load_split
     from mlknobs.errors import MlknobsError
     from mlknobs.model import InputScaling
 
@@ -470,6 +519,7 @@ def main(argv=None) -> int:
     except (MlknobsError, ValueError) as e:
         print(f"Error: cannot load MNIST: {e}", file=sys.stderr)
         return 1
+    train = Split(train.images[:args.train_samples], train.labels[:args.train_samples])
     scaling = InputScaling.fit(train.images)
     base_job = {"batch_size": args.batch_size, "learning_rate": args.lr, "momentum": args.momentum,
                 "seed": args.seed, "data_dir": str(args.data_dir), "mirrors": list(args.mirrors),

@@ -16,8 +16,9 @@ Any failure is sent back as {"error": "..."} and ends the process.
 
 `job` is a plain dict (so nothing from NumPy is unpickled before the thread count is set):
 hidden_size, batch_size, learning_rate, momentum, epochs, seed, threads, data_dir, mirrors,
-pixel_mean and pixel_std (of pixel/255 over the training set, shared by all contenders so they see
-identical inputs), n_train, and for mlknobs optionally save_model (a path for the predict timing).
+pixel_mean and pixel_std (of pixel/255 over the training samples used, shared by all contenders so
+they see identical inputs), n_train (how many training samples to use), and for mlknobs optionally
+save_model (a path for the predict timing).
 """
 
 from __future__ import annotations
@@ -91,9 +92,16 @@ def _serve(conn, job: dict, setup) -> None:
         _expect(conn, "finish")
         conn.send({**finish(), "peak_rss_mb": peak_rss_mb()})
     except BaseException as e:   # the parent must hear about it, whatever it was
-        conn.send({"error": _describe(e)})
+        _report_failure(conn, e)
     finally:
         conn.close()
+
+
+def _report_failure(conn, e: BaseException) -> None:
+    try:
+        conn.send({"error": _describe(e)})
+    except OSError:
+        pass   # the parent is gone (closed the pipe or was interrupted): nobody left to tell
 
 
 def _describe(e: BaseException) -> str:
@@ -103,11 +111,13 @@ def _describe(e: BaseException) -> str:
 
 
 def _load_mnist(job: dict):
-    from mlknobs.data import load_split
+    """MNIST's test split and the first job["n_train"] training samples (all of them but in --quick)."""
+    from mlknobs.data import Split, load_split
 
     train = load_split("mnist", "train", job["data_dir"], job["mirrors"], progress=False)
     test = load_split("mnist", "test", job["data_dir"], job["mirrors"], progress=False)
-    return train, test
+    n = job["n_train"]
+    return Split(train.images[:n], train.labels[:n]), test
 
 
 # --- mlknobs: the real product, mlknobs.train.fit --------------------------------------------------
@@ -146,7 +156,7 @@ def run_mlknobs(conn, job: dict) -> None:
             save_model(job["save_model"], model)
         conn.send({"test_accuracy": model.results["test_accuracy"], "peak_rss_mb": peak_rss_mb()})
     except BaseException as e:
-        conn.send({"error": _describe(e)})
+        _report_failure(conn, e)
     finally:
         conn.close()
 
@@ -324,7 +334,10 @@ def _setup_floor(job: dict):
         shapes = {}
         for name, left, right, out in products(batch_size):
             flops = 2 * left.shape[0] * left.shape[1] * right.shape[1]
-            repeats = max(20, min(2000, int(2e9 / max(flops, 1) / 100)))
+            started = time.perf_counter()
+            np.matmul(left, right, out=out)
+            once = time.perf_counter() - started
+            repeats = max(10, min(2000, int(0.05 / max(once, 1e-7))))   # about 50 ms per try
             times = []
             for _ in range(5):
                 started = time.perf_counter()
