@@ -129,3 +129,42 @@ def test_default_three_epochs_reach_98_percent_on_real_mnist(mnist_data_dir, tmp
                  "--json", "--quiet")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["test_accuracy"] >= 0.98
+
+
+def test_an_interrupted_runs_checkpoint_is_not_silently_replaced(mnist_data_dir, tmp_path):
+    out = tmp_path / "m.npz"
+    checkpoint = tmp_path / "m.ckpt.npz"
+    checkpoint.write_bytes(b"an interrupted run's state")
+    result = run(*train_args(mnist_data_dir, out))
+    assert result.exit_code == 1 and "--resume" in result.stderr and "--fresh" in result.stderr
+    assert checkpoint.read_bytes() == b"an interrupted run's state"
+    result = run(*train_args(mnist_data_dir, out, "--fresh"))
+    assert result.exit_code == 0, result.output
+    assert out.exists() and not checkpoint.exists()
+
+
+def test_output_paths_are_checked_before_training(mnist_data_dir, tmp_path):
+    result = run(*train_args(mnist_data_dir, tmp_path / "missing" / "m.npz"))
+    assert result.exit_code == 1 and "does not exist" in result.stderr and "Traceback" not in result.output
+    out = tmp_path / "m.npz"
+    for snapshots, message in ((out, "must be a .gif"), (tmp_path / "m.ckpt.npz", "must be a .gif"),
+                               (tmp_path / "w.png", "must be a .gif")):
+        result = run(*train_args(mnist_data_dir, out, "--snapshots", snapshots))
+        assert result.exit_code == 2 and message in result.output
+    assert not out.exists()
+
+
+def test_a_batch_larger_than_the_data_allocates_only_what_the_data_needs(mnist_data_dir, tmp_path):
+    result = run(*train_args(mnist_data_dir, tmp_path / "m.npz", "--batch-size", "10000000000", "--epochs", "1"))
+    assert result.exit_code == 0, result.output
+
+
+def test_a_tiny_learning_rate_is_slow_not_collapsed(mnist_data_dir, tmp_path):
+    result = run(*train_args(mnist_data_dir, tmp_path / "m.npz", "--lr", "1e-5", "--epochs", "1"))
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("args", [["--lr", "nan"], ["--weight-decay", "inf"]])
+def test_non_finite_knobs_are_usage_errors(args, tmp_path):
+    result = run("train", "--out", tmp_path / "m.npz", *args)
+    assert result.exit_code == 2 and "not a finite number" in result.output

@@ -109,7 +109,8 @@ def test_checkpoint_round_trip_and_a_model_is_not_a_checkpoint(tmp_path):
     model = a_model()
     velocity = model.params.zeros_like()
     velocity.w1 += 0.5
-    save_checkpoint(tmp_path / "c.npz", model, velocity, {"loop": {"epochs_done": 1}, "rng": {"x": 1}},
+    rng_state = np.random.default_rng(0).bit_generator.state
+    save_checkpoint(tmp_path / "c.npz", model, velocity, {"loop": {"epochs_done": 1}, "rng": rng_state},
                     best=model.params.copy())
     checkpoint = load_checkpoint(tmp_path / "c.npz")
     assert checkpoint.state["loop"]["epochs_done"] == 1
@@ -118,3 +119,36 @@ def test_checkpoint_round_trip_and_a_model_is_not_a_checkpoint(tmp_path):
     save_model(tmp_path / "m.npz", model)
     with pytest.raises(ModelFileError, match="not a resumable checkpoint"):
         load_checkpoint(tmp_path / "m.npz")
+
+
+@pytest.mark.parametrize("state, message", [
+    ({}, "loop"),
+    ({"loop": {"epochs_done": 1}, "rng": {"bit_generator": "nonsense"}}, "state"),
+    ({"loop": {"epochs_done": "1"}, "rng": None}, "number"),
+    ({"loop": {"epochs_done": 7}, "rng": None}, "outside 0..3"),
+])
+def test_damaged_checkpoint_state_is_refused(tmp_path, state, message):
+    model = a_model()
+    if state.get("rng", 0) is None:
+        state["rng"] = np.random.default_rng(0).bit_generator.state
+    save_checkpoint(tmp_path / "c.npz", model, model.params.zeros_like(), state)
+    with pytest.raises(ModelFileError, match=message):
+        load_checkpoint(tmp_path / "c.npz")
+
+
+def test_a_plain_npy_or_text_file_is_not_a_model(tmp_path):
+    npy = tmp_path / "array.npz"
+    np.save(npy.with_suffix(".npy"), np.zeros(3))
+    npy.with_suffix(".npy").rename(npy)
+    text = tmp_path / "notes.npz"
+    text.write_text("hello")
+    for path in (npy, text):
+        with pytest.raises(ModelFileError, match="not an .npz archive"):
+            load_model(path)
+
+
+def test_saving_into_a_missing_folder_is_a_clear_error(tmp_path):
+    from mlknobs.errors import OutputError
+
+    with pytest.raises(OutputError, match="does not exist"):
+        save_model(tmp_path / "nope" / "m.npz", a_model())

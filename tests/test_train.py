@@ -84,9 +84,8 @@ def test_early_stopping_keeps_the_best_validation_epoch(mnist_small):
     val_accuracies = [e["val_accuracy"] for e in model.history]
     best_epoch = model.results["best_epoch"]
     assert val_accuracies[best_epoch - 1] == max(val_accuracies)
-    assert model.results["stopped_early"] == (len(model.history) < 12)
-    if model.results["stopped_early"]:
-        assert len(model.history) == best_epoch + 1     # patience 1: one epoch without gain
+    assert model.results["stopped_early"] and len(model.history) < 12
+    assert len(model.history) == best_epoch + 1     # patience 1: one epoch without gain, then stop
     train, _ = mnist_small
     val_images, val_labels = train.images[-1000:], train.labels[-1000:]
     accuracy, _ = accuracy_and_loss(model.params, "cross-entropy", model.scaling, val_images, val_labels)

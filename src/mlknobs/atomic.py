@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from mlknobs.errors import OutputError
+
 # mkstemp creates files readable by the owner only; give the result the usual umask permissions.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -43,3 +45,17 @@ def fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def check_writable(path: Path) -> None:
+    """Fail early, before minutes of work, if `path` could not be written."""
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a directory")
+    if not folder.exists():
+        raise OutputError(f"cannot write {path}: folder {folder} does not exist")
+    if not folder.is_dir():
+        raise OutputError(f"cannot write {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {path}: folder {folder} is not writable")

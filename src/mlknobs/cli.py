@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -52,13 +51,31 @@ def model_option(func):
                         help="Model file to read.")(func)
 
 
+def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """Option callback: FloatRange lets nan and inf through; no knob makes sense with them."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
+
+
 def _progress(quiet: bool) -> bool | None:
     """False when asked to be quiet; otherwise let tqdm decide (bars only on a terminal)."""
     return False if quiet else None
 
 
 def _echo_json(obj) -> None:
-    click.echo(json.dumps(obj, allow_nan=False, default=_json_default))
+    """One line of strict JSON: NumPy scalars become numbers, NaN and infinity become null."""
+    click.echo(json.dumps(_nan_to_null(obj), allow_nan=False, default=_json_default))
+
+
+def _nan_to_null(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_null(v) for v in value]
+    return value
 
 
 def _json_default(value):
@@ -127,12 +144,12 @@ def download(dataset: str, data_dir: Path, mirrors: tuple[str, ...], force: bool
               help="Number of sigmoid hidden units H.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True,
               help="Samples per gradient step.")
-@click.option("--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), default=0.5,
+@click.option("--lr", "learning_rate", callback=_finite, type=click.FloatRange(min=0, min_open=True), default=0.5,
               show_default=True, help="Peak learning rate.")
-@click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True,
+@click.option("--momentum", callback=_finite, type=click.FloatRange(0, 1, max_open=True), default=0.9, show_default=True,
               help="Momentum (0 = plain SGD).")
 @click.option("--nesterov", is_flag=True, help="Use Nesterov momentum.")
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--weight-decay", callback=_finite, type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="L2 penalty on the weights (not the biases).")
 @click.option("--schedule", type=click.Choice(SCHEDULE_NAMES), default="one-cycle", show_default=True,
               help="Learning-rate schedule over all steps.")
@@ -152,6 +169,8 @@ def download(dataset: str, data_dir: Path, mirrors: tuple[str, ...], force: bool
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default="model.npz",
               envvar="MLKNOBS_MODEL", show_envvar=True, show_default=True, help="Where to save the model.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run saved beside --out (OUT.ckpt.npz).")
+@click.option("--fresh", is_flag=True, help="Start a new run even though OUT.ckpt.npz holds an interrupted one "
+                                             "(which is then replaced).")
 @click.option("--snapshots", "snapshots_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="FILE.gif", help="Also record the hidden units' input weights a few times per epoch "
                                        "and save them as an animated GIF (the first 64 units).")
@@ -160,7 +179,8 @@ def download(dataset: str, data_dir: Path, mirrors: tuple[str, ...], force: bool
 @click.pass_context
 def train(ctx: click.Context, epochs, hidden_size, batch_size, learning_rate, momentum, nesterov,
           weight_decay, schedule, loss, val_size, patience, seed, threads, dataset, data_dir, mirrors,
-          out: Path, resume: bool, snapshots_path: Path | None, quiet: bool, as_json: bool) -> None:
+          out: Path, resume: bool, fresh: bool, snapshots_path: Path | None, quiet: bool,
+          as_json: bool) -> None:
     """Train the network on MNIST (or Fashion-MNIST) and save it.
 
     Downloads the dataset on first use. After every epoch a checkpoint OUT.ckpt.npz is saved; if
@@ -182,7 +202,9 @@ def train(ctx: click.Context, epochs, hidden_size, batch_size, learning_rate, mo
     from mlknobs.datasets import get_dataset
     from mlknobs.errors import MlknobsError, TrainingDiverged
     from mlknobs.modelfile import load_checkpoint, save_model
-    from mlknobs.train import TrainingInterrupted, checkpoint_path_for, fit
+    from mlknobs.atomic import check_writable
+    from mlknobs.errors import TrainingInterrupted
+    from mlknobs.train import checkpoint_path_for, fit
 
     knobs = dict(epochs=epochs, hidden_size=hidden_size, batch_size=batch_size, learning_rate=learning_rate,
                  momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, schedule=schedule,
@@ -190,6 +212,14 @@ def train(ctx: click.Context, epochs, hidden_size, batch_size, learning_rate, mo
                  dataset=dataset)
     checkpoint = checkpoint_path_for(out)
     try:
+        check_writable(out)
+        _check_snapshots_path(snapshots_path, out, checkpoint)
+        if resume and fresh:
+            raise click.UsageError("--resume and --fresh contradict each other")
+        if checkpoint.exists() and not (resume or fresh):
+            raise click.ClickException(
+                f"{checkpoint} holds an interrupted run: continue it with `mlknobs train --resume --out {out}`, "
+                f"or pass --fresh to start over and replace it")
         resumed = None
         if resume:
             if not checkpoint.exists():
@@ -227,7 +257,8 @@ def train(ctx: click.Context, epochs, hidden_size, batch_size, learning_rate, mo
         click.echo(f"Error: {e}{hint}", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except TrainingDiverged as e:
-        checkpoint.unlink(missing_ok=True)   # its state led here; resuming it would diverge again
+        if not resume:
+            checkpoint.unlink(missing_ok=True)   # this run's own state led here; a resumed one is the user's
         raise _fail(e) from e
     except (MlknobsError, ValueError) as e:
         raise _fail(e) from e
@@ -243,8 +274,21 @@ def train(ctx: click.Context, epochs, hidden_size, batch_size, learning_rate, mo
                     **({"best_epoch": results["best_epoch"]} if "best_epoch" in results else {}),
                     "config": config.to_dict(), "history": model.history})
     elif not quiet:
+        if results["stopped_early"]:
+            click.echo(f"stopped early after epoch {len(model.history)}; kept the weights of epoch "
+                       f"{results['best_epoch']} (best validation accuracy)", err=True)
         click.echo(f"test accuracy {results['test_accuracy'] * 100:.2f} %  (loss {results['test_loss']:.4f}, "
                    f"{len(model.history)} epochs in {results['seconds']:.1f} s)  saved {out}")
+
+
+def _check_snapshots_path(snapshots_path: Path | None, out: Path, checkpoint: Path) -> None:
+    if snapshots_path is None:
+        return
+    if snapshots_path.suffix.lower() != ".gif":
+        raise click.BadParameter(f"{snapshots_path} must be a .gif file", param_hint="--snapshots")
+    if snapshots_path.resolve() in (out.resolve(), checkpoint.resolve()):
+        raise click.BadParameter(f"{snapshots_path} would overwrite the model or its checkpoint",
+                                 param_hint="--snapshots")
 
 
 def _check_resume_knobs(ctx: click.Context, knobs: dict, config) -> None:
@@ -261,13 +305,16 @@ def _check_resume_knobs(ctx: click.Context, knobs: dict, config) -> None:
                                    + ", ".join(clashes) + ". Drop them, or start afresh without --resume.")
 
 
+EPOCH_FIELDS = (  # history key, how it is shown
+    ("train_loss", "loss {:.4f}"), ("train_accuracy", "train acc {:.2%}"),
+    ("val_accuracy", "val acc {:.2%}"), ("seconds", "{:.2f} s"))
+
+
 def _epoch_line(entry: dict, epochs: int) -> str:
-    parts = [f"epoch {entry['epoch']}/{epochs}", f"loss {entry['train_loss']:.4f}",
-             f"train acc {entry['train_accuracy'] * 100:.2f} %"]
-    if "val_accuracy" in entry:
-        parts.append(f"val acc {entry['val_accuracy'] * 100:.2f} %")
-    parts.append(f"{entry['seconds']:.2f} s")
-    return "  ".join(parts)
+    parts = [f"epoch {entry.get('epoch', '?')}/{epochs}"]
+    parts += [shown.format(entry[key]) for key, shown in EPOCH_FIELDS
+              if isinstance(entry.get(key), (int, float))]
+    return "  ".join(parts).replace("%", " %")
 
 
 # --- info -----------------------------------------------------------------------------------------
@@ -285,7 +332,7 @@ def info(model_file: Path, as_json: bool) -> None:
       mlknobs info runs/h800.npz --json
     """
     from mlknobs.errors import MlknobsError
-    from mlknobs.modelfile import load_model
+    from mlknobs.modelfile import architecture, load_model
 
     try:
         model = load_model(model_file)
@@ -296,24 +343,208 @@ def info(model_file: Path, as_json: bool) -> None:
     if as_json:
         _echo_json({"model": str(model_file), **meta})
         return
-    arch = meta["architecture"]
-    click.echo(f"{model_file}: mlknobs model (format {meta['format_version']}, "
+    # Printed from the validated Model, not the raw metadata, so odd files cannot break the layout.
+    config, arch = model.config, architecture(model.params, model.loss)
+    click.echo(f"{model_file}: mlknobs {meta.get('kind', 'model')} (format {meta['format_version']}, "
                f"written by mlknobs {meta.get('mlknobs_version', '?')} on {meta.get('created', '?')})")
-    click.echo(f"  kind          {meta.get('kind', 'model')}")
-    click.echo(f"  dataset       {meta['dataset']}")
+    click.echo(f"  dataset       {config.dataset}")
     click.echo(f"  network       {arch['input_size']} -> {arch['hidden_size']} {arch['hidden_activation']} "
                f"-> {arch['output_size']} {arch['output_activation']}")
-    n_params = sum(a.size for a in model.params.arrays().values())
+    n_params = model.params.flat.size
     click.echo(f"  knobs         {n_params:,} weights and biases")
-    s = meta["input_scaling"]
-    click.echo(f"  inputs        (pixel/255 - {s['mean']:.4f}) / {s['std']:.4f}")
-    click.echo("  settings      " + ", ".join(f"{k}={v}" for k, v in meta["config"].items()))
-    if "test_accuracy" in meta:
-        click.echo(f"  test          accuracy {meta['test_accuracy'] * 100:.2f} %, loss {meta['test_loss']:.4f}")
-    if meta.get("history"):
+    click.echo(f"  inputs        (pixel/255 - {model.scaling.mean:.4f}) / {model.scaling.std:.4f}")
+    click.echo("  settings      " + ", ".join(f"{k}={v}" for k, v in config.to_dict().items()))
+    results = model.results
+    if "test_accuracy" in results:
+        click.echo(f"  test          accuracy {results['test_accuracy'] * 100:.2f} %, "
+                   f"loss {results.get('test_loss', float('nan')):.4f}")
+    if results.get("stopped_early"):
+        click.echo(f"  stopped early after epoch {len(model.history)}; weights of epoch {results.get('best_epoch')}")
+    if model.history:
         click.echo("  history")
-        for entry in meta["history"]:
-            click.echo("    " + _epoch_line(entry, len(meta["history"])))
+        for entry in model.history:
+            click.echo("    " + _epoch_line(entry, config.epochs))
+
+
+# --- eval -----------------------------------------------------------------------------------------
+
+@cli.command("eval")
+@model_option
+@click.option("--split", type=click.Choice(("test", "train")), default="test", show_default=True,
+              help="Which split of the model's dataset to measure on.")
+@data_options
+@click.option("--threads", type=click.IntRange(min=1), default=1, envvar="MLKNOBS_THREADS",
+              show_envvar=True, show_default=True, help="BLAS threads (1 is fastest on busy shared cores).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every number.")
+def eval_command(model_path: Path, split: str, data_dir: Path, mirrors: tuple[str, ...], threads: int,
+                 as_json: bool) -> None:
+    """Measure a model on its dataset: accuracy, loss, per-class report, confusion matrix.
+
+    The dataset is the one the model was trained on (recorded in the model file), downloaded on
+    first use. Precision is the share of images called class k that are k; recall the share of
+    the k's that were found; F1 their harmonic mean; support how many k's the split holds.
+
+    \b
+    Examples:
+      mlknobs eval
+      mlknobs eval --model runs/h800.npz --split train
+      mlknobs eval --json | jq .accuracy
+    """
+    from mlknobs.data import load_split
+    from mlknobs.errors import MlknobsError
+    from mlknobs.evaluate import evaluate
+    from mlknobs.modelfile import load_model
+    from mlknobs.train import blas_threads
+
+    try:
+        model = load_model(model_path)
+        data = load_split(model.dataset, split, data_dir, mirrors, progress=False if as_json else None)
+        with blas_threads(threads):
+            result = evaluate(model.params, model.loss, model.scaling, data.images, data.labels,
+                              n_classes=len(model.class_names))
+    except (MlknobsError, ValueError) as e:
+        raise _fail(e) from e
+    names = model.class_names
+    if as_json:
+        _echo_json({
+            "model": str(model_path), "dataset": model.dataset, "split": split, "n": result.n,
+            "accuracy": result.accuracy, "loss": result.loss, "loss_function": model.loss,
+            "macro_f1": result.macro_f1,
+            "per_class": [{"label": s.label, "name": names[s.label], "precision": s.precision,
+                           "recall": s.recall, "f1": s.f1, "support": s.support} for s in result.per_class],
+            "confusion": result.confusion.tolist(),
+            "most_confused": [{"true": t, "true_name": names[t], "predicted": p, "predicted_name": names[p],
+                               "count": c} for t, p, c in result.most_confused()],
+        })
+        return
+    for line in _evaluation_report(result, names, f"{model_path} on {model.dataset} {split}", model.loss):
+        click.echo(line)
+
+
+def _evaluation_report(result, names: list[str], title: str, loss: str) -> list[str]:
+    """The human-readable eval report, line by line."""
+    n, right = result.n, int(result.confusion.trace())
+    digits_only = all(name == str(k) for k, name in enumerate(names))
+    label_of = (lambda k: str(k)) if digits_only else (lambda k: f"{k} {names[k]}")
+    width = max(len("class"), *(len(label_of(k)) for k in range(len(names))))
+    lines = [f"{title}: {n:,} images",
+             f"accuracy   {result.accuracy * 100:.2f} %  ({right:,} right, {n - right:,} wrong)",
+             f"mean loss  {result.loss:.4f} ({loss})", "",
+             f"{'class':<{width}}  {'precision':>9}  {'recall':>8}  {'F1':>8}  {'support':>7}"]
+    for s in result.per_class:
+        lines.append(f"{label_of(s.label):<{width}}  {s.precision * 100:>7.1f} %  {s.recall * 100:>6.1f} %  "
+                     f"{s.f1 * 100:>6.1f} %  {s.support:>7,}")
+    lines.append(f"{'macro F1':<{width}}  {'':>9}  {'':>8}  {result.macro_f1 * 100:>6.1f} %")
+    cell = max(5, len(f"{result.confusion.max():,}") + 2)
+    lines += ["", "confusion matrix (rows: true class, columns: predicted class; . = 0)",
+              " " * width + "".join(f"{k:>{cell}}" for k in range(len(names)))]
+    for k, row in enumerate(result.confusion):
+        lines.append(f"{label_of(k):<{width}}" + "".join(f"{(f'{c:,}' if c else '.'):>{cell}}" for c in row))
+    pairs = result.most_confused()
+    if pairs:
+        lines += ["", "most confused (true -> predicted)"]
+        for true, predicted, count in pairs:
+            share = count / max(result.per_class[true].support, 1) * 100
+            lines.append(f"  {names[true]} -> {names[predicted]}: {count:,} images "
+                         f"({share:.1f} % of class {names[true]})")
+    return lines
+
+
+# --- predict --------------------------------------------------------------------------------------
+
+STDIN_NAME = "-"
+
+
+@cli.command()
+@model_option
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+@click.option("--top-k", type=click.IntRange(1, 10), default=3, show_default=True,
+              help="How many of the most likely classes to list.")
+@click.option("--show", is_flag=True, help="Draw the 28x28 input the network sees, in the terminal.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per image and line: label, name, confidence, probabilities (or error).")
+def predict(model_path: Path, images: tuple[str, ...], top_k: int, show: bool, as_json: bool) -> None:
+    """Classify pictures of digits (or clothes, for a Fashion-MNIST model).
+
+    IMAGE is any picture Pillow reads (PNG, JPEG, BMP, GIF, WebP, TIFF, ...), or - for stdin.
+    Each is turned into what the network was trained on, the way MNIST was made: grayscale,
+    light ink on black, cropped to the ink (specks and paper noise ignored, hairline strokes
+    widened), the longest side scaled to 20 pixels and centred by its centre of mass in 28x28.
+    A picture that already is such a 28x28 digit is used as it is.
+    --show draws the result. A picture that cannot be read is reported and skipped; the exit
+    code is then 1.
+
+    \b
+    Examples:
+      mlknobs predict my-digit.png
+      mlknobs predict --show photo-of-a-7.jpg
+      mlknobs predict scans/*.png --top-k 1
+      convert drawing.svg png:- | mlknobs predict -
+      mlknobs predict --json *.png > predictions.jsonl
+    """
+    import numpy as np
+
+    from mlknobs.errors import ImageError, MlknobsError
+    from mlknobs.images import read_input
+    from mlknobs.modelfile import load_model
+
+    if images.count(STDIN_NAME) > 1:
+        raise click.UsageError("stdin (-) can be read only once")
+    try:
+        model = load_model(model_path)
+    except MlknobsError as e:
+        raise _fail(e) from e
+    names = model.class_names
+    failed = 0
+    for image in images:
+        try:
+            if image == STDIN_NAME:
+                with click.open_file(STDIN_NAME, "rb") as stdin:
+                    pixels = read_input(stdin.read(), model.dataset, name="<stdin>")
+            else:
+                pixels = read_input(image, model.dataset)
+        except ImageError as e:
+            failed += 1
+            if as_json:
+                _echo_json({"image": image, "error": str(e)})
+            else:
+                click.echo(f"Error: {e}", err=True)
+            continue
+        probabilities = model.predict_proba(pixels[None, :])[0].astype(np.float64)   # (10,)
+        ranked = [int(k) for k in np.argsort(-probabilities, kind="stable")[:top_k]]
+        best = ranked[0]
+        if as_json:
+            record = {"image": image, "label": best, "name": names[best],
+                      "confidence": float(probabilities[best]),
+                      "probabilities": [float(p) for p in probabilities],
+                      "top_k": [{"label": k, "name": names[k], "probability": float(probabilities[k])}
+                                for k in ranked]}
+            if show:
+                record["input"] = pixels.reshape(28, 28).tolist()
+            _echo_json(record)
+            continue
+        line = f"{image}: {names[best]} ({probabilities[best] * 100:.1f} %)"
+        if len(ranked) > 1:
+            line += "   next: " + ", ".join(f"{names[k]} {probabilities[k] * 100:.1f} %" for k in ranked[1:])
+        click.echo(line)
+        if show:
+            for row in _shaded_rows(pixels.reshape(28, 28)):
+                click.echo(row)
+    if failed:
+        sys.exit(1)
+
+
+def _shaded_rows(pixels) -> list[str]:
+    """A 28x28 uint8 image as framed text, two characters per pixel (terminal cells are tall)."""
+    shades = " ░▒▓█"
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        (shades + "┌─┐│└┘").encode(encoding)
+        top, bottom, side = "┌" + "─" * 56 + "┐", "└" + "─" * 56 + "┘", "│"
+    except (UnicodeEncodeError, LookupError):
+        shades, top, bottom, side = " .:o@", "+" + "-" * 56 + "+", "+" + "-" * 56 + "+", "|"
+    levels = (pixels.astype(int) * (len(shades) - 1) + 127) // 255        # 0..255 -> 0..4, rounded
+    return [top] + [side + "".join(shades[v] * 2 for v in row) + side for row in levels] + [bottom]
 
 
 # --- gradcheck ------------------------------------------------------------------------------------
@@ -321,13 +552,13 @@ def info(model_file: Path, as_json: bool) -> None:
 @cli.command()
 @click.option("--loss", type=click.Choice(LOSS_NAMES), default="cross-entropy", show_default=True,
               help="Which loss to differentiate.")
-@click.option("--hidden-size", type=click.IntRange(min=1), default=16, show_default=True,
+@click.option("--hidden-size", type=click.IntRange(1, 256), default=16, show_default=True,
               help="Hidden units of the small test network.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Random samples in the batch.")
-@click.option("--eps", type=click.FloatRange(min=0, min_open=True), default=1e-5, show_default=True,
+@click.option("--eps", callback=_finite, type=click.FloatRange(min=0, max=1e3, min_open=True), default=1e-5, show_default=True,
               help="The nudge h for the central difference (L(w+h) - L(w-h)) / 2h.")
-@click.option("--tol", "tolerance", type=click.FloatRange(min=0, min_open=True), default=1e-5,
+@click.option("--tol", "tolerance", callback=_finite, type=click.FloatRange(min=0, max=1e3, min_open=True), default=1e-5,
               show_default=True, help="Largest acceptable relative error (exit 1 above it).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed for the network and batch.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
@@ -368,7 +599,7 @@ PLOT_KINDS = ("weights", "history", "confusion", "mistakes")
 
 
 @cli.command()
-@click.argument("kind", type=click.Choice(PLOT_KINDS))
+@click.argument("kind", type=click.Choice(PLOT_KINDS), metavar="KIND")
 @model_option
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Picture to write: .png, .svg or .pdf.  [default: KIND.png]")
@@ -456,5 +687,16 @@ def _save_snapshots(recorder, snapshots_path: Path, quiet: bool) -> bool:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="mlknobs")
+    """Console-script entry point: click's handling, plus Ctrl-C -> 130 and out-of-memory -> one line."""
+    try:
+        code = cli.main(prog_name="mlknobs", standalone_mode=False)
+    except click.exceptions.Abort:          # Ctrl-C outside training (where `train` handles it)
+        click.echo("Aborted.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except MemoryError:
+        click.echo("Error: not enough memory; try a smaller --hidden-size or --batch-size", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

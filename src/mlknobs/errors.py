@@ -27,3 +27,16 @@ class ImageError(MlknobsError, ValueError):
 
 class PlotError(MlknobsError):
     """A picture cannot be drawn or written (missing matplotlib, unwritable path, nothing to plot)."""
+
+
+class OutputError(MlknobsError):
+    """An output file (model, checkpoint, picture) cannot be written where the user asked."""
+
+
+class TrainingInterrupted(MlknobsError):
+    """Ctrl-C during training. `checkpoint` holds the last completed epoch, if any."""
+
+    def __init__(self, message: str, checkpoint=None, epochs_done: int = 0):
+        super().__init__(message)
+        self.checkpoint = checkpoint
+        self.epochs_done = epochs_done

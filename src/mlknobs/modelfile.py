@@ -21,13 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from mlknobs import __version__
-from mlknobs.atomic import atomic_write
+from mlknobs.atomic import atomic_write, check_writable
 from mlknobs.config import TrainConfig
-from mlknobs.errors import ModelFileError
+from mlknobs.errors import ModelFileError, OutputError
 from mlknobs.model import INPUT_SIZE, OUTPUT_SIZE, PARAM_NAMES, InputScaling, Params, predict_proba
 
 FORMAT = "mlknobs-model"
 FORMAT_VERSION = 1
+RESULT_KEYS = ("test_accuracy", "test_loss", "seconds", "stopped_early", "best_epoch")
 
 
 @dataclass
@@ -82,9 +83,13 @@ def _metadata(kind: str, params: Params, config: TrainConfig, scaling: InputScal
 
 
 def _write_npz(path: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
-    payload = {"metadata": np.array(json.dumps(meta))}
+    payload = {"metadata": np.array(json.dumps(meta, allow_nan=False))}
     payload.update(arrays)
-    atomic_write(Path(path), lambda f: np.savez(f, **payload))
+    check_writable(path)
+    try:
+        atomic_write(Path(path), lambda f: np.savez(f, **payload))
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
 
 
 def save_model(path: Path, model: Model) -> None:
@@ -112,6 +117,8 @@ def _read_npz(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
                              f"(or point --model / MLKNOBS_MODEL at one)")
     if path.is_dir():
         raise ModelFileError(f"{path} is a directory, not a model file")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path} is not an mlknobs model file (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
@@ -159,8 +166,18 @@ def _model_from(meta: dict, arrays: dict, path: Path) -> Model:
         config = TrainConfig.from_dict(meta["config"])
         s = meta["input_scaling"]
         scaling = InputScaling(mean=float(s["mean"]), std=float(s["std"]))
+        if not isinstance(meta["class_names"], list) or not isinstance(meta.get("history", []), list):
+            raise ValueError("class_names and history must be lists")
         class_names = [str(c) for c in meta["class_names"]]
-        history = list(meta.get("history", []))
+        history = meta.get("history", [])
+        if not all(isinstance(entry, dict) and isinstance(entry.get("epoch"), int) for entry in history):
+            raise ValueError("every history entry must be an object with an epoch number")
+        results = {k: meta[k] for k in RESULT_KEYS if k in meta}
+        for key in ("test_accuracy", "test_loss", "seconds"):
+            if key in results and not isinstance(results[key], (int, float)):
+                raise ValueError(f"{key} must be a number")
+        if meta.get("dataset", config.dataset) != config.dataset:
+            raise ValueError(f"dataset {meta['dataset']!r} disagrees with the settings' {config.dataset!r}")
     except (KeyError, TypeError, ValueError) as e:
         raise ModelFileError(f"{path}: metadata is incomplete or invalid ({e})") from e
     if not (np.isfinite(scaling.mean) and np.isfinite(scaling.std) and scaling.std > 0):
@@ -171,8 +188,6 @@ def _model_from(meta: dict, arrays: dict, path: Path) -> Model:
     if params.hidden_size != config.hidden_size:
         raise ModelFileError(f"{path}: weights have {params.hidden_size} hidden units, "
                              f"settings say {config.hidden_size}")
-    results = {k: meta[k] for k in ("test_accuracy", "test_loss", "seconds", "stopped_early",
-                                    "best_epoch") if k in meta}
     return Model(params, config, scaling, class_names, history, results, meta)
 
 
@@ -198,4 +213,20 @@ def load_checkpoint(path: Path) -> Checkpoint:
     model = _model_from(meta, arrays, path)
     velocity = _params_from(arrays, "velocity_", path)
     best = _params_from(arrays, "best_", path) if "best_w1" in arrays else None
-    return Checkpoint(model, velocity, meta["state"], best)
+    for extra in (velocity, best):
+        if extra is not None and extra.hidden_size != model.params.hidden_size:
+            raise ModelFileError(f"{path}: optimizer arrays have {extra.hidden_size} hidden units, "
+                                 f"the weights {model.params.hidden_size}")
+    state = meta["state"]
+    try:
+        loop, rng_state = state["loop"], state["rng"]
+        if not isinstance(loop, dict) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in loop.values()):
+            raise ValueError("the loop state must map names to numbers")
+        done = loop["epochs_done"]
+        if not isinstance(done, int) or not 0 <= done <= model.config.epochs:
+            raise ValueError(f"epochs_done {done!r} is outside 0..{model.config.epochs}")
+        np.random.default_rng().bit_generator.state = rng_state    # raises if it is not a PCG64 state
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{path}: checkpoint state is incomplete or invalid ({e})") from e
+    return Checkpoint(model, velocity, state, best)

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from mlknobs.atomic import atomic_write
+from mlknobs.atomic import atomic_write, check_writable
 from mlknobs.data import Split
 from mlknobs.errors import PlotError
 from mlknobs.evaluate import confusion_matrix
@@ -52,20 +52,6 @@ def picture_format(path: Path) -> str:
     if suffix not in PICTURE_FORMATS:
         raise PlotError(f"cannot tell the picture type of {path}: use a .png, .svg or .pdf name")
     return suffix
-
-
-def check_writable(path: Path) -> None:
-    """Fail early, before minutes of work, if `path` could not be written."""
-    path = Path(path)
-    folder = path.parent
-    if path.is_dir():
-        raise PlotError(f"cannot write {path}: it is a directory")
-    if not folder.exists():
-        raise PlotError(f"cannot write {path}: folder {folder} does not exist")
-    if not folder.is_dir():
-        raise PlotError(f"cannot write {path}: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PlotError(f"cannot write {path}: folder {folder} is not writable")
 
 
 def write_picture(path: Path, data: bytes) -> None:

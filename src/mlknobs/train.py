@@ -19,7 +19,7 @@ import numpy as np
 
 from mlknobs.config import TrainConfig
 from mlknobs.data import Split, split_validation
-from mlknobs.errors import MlknobsError, TrainingDiverged
+from mlknobs.errors import ModelFileError, TrainingDiverged, TrainingInterrupted
 from mlknobs.evaluate import accuracy_and_loss
 from mlknobs.model import InputScaling, Network, Params
 from mlknobs.modelfile import Checkpoint, Model, save_checkpoint
@@ -28,18 +28,12 @@ from mlknobs.optim import SGD, learning_rate_at
 # Weights this large mean the run has blown up (trained MNIST nets stay well below 100).
 EXPLODED_WEIGHT = 1e4
 CHECK_EVERY = 25   # batches between checks of the loss and the weights (and progress-bar updates)
-# A train accuracy this close to guessing (10 %) after a whole epoch means the units have
-# saturated: sigmoid'(z) = a (1 - a) ~ 0 everywhere, so no gradient flows and nothing more is learnt.
-COLLAPSED_ACCURACY = 0.15
-
-
-class TrainingInterrupted(MlknobsError):
-    """Ctrl-C during training. `checkpoint` holds the last completed epoch, if any."""
-
-    def __init__(self, message: str, checkpoint: Path | None, epochs_done: int):
-        super().__init__(message)
-        self.checkpoint = checkpoint
-        self.epochs_done = epochs_done
+# Collapse: after a whole epoch the network guesses (train accuracy below COLLAPSED_ACCURACY) and
+# its sigmoids are saturated: the mean slope a (1 - a) (at most 0.25, about 0.04 in a healthy run)
+# is below SATURATED_SLOPE, so no gradient flows back and nothing more will be learnt. Both
+# conditions are needed: a tiny learning rate also guesses after one epoch, but is not saturated.
+COLLAPSED_ACCURACY = 0.5
+SATURATED_SLOPE = 1e-3
 
 
 def checkpoint_path_for(model_path: Path) -> Path:
@@ -57,9 +51,16 @@ class _LoopState:
     step: int = 0
     seconds: float = 0.0
     best_epoch: int = 0
-    best_val_accuracy: float = -1.0
-    best_val_loss: float = math.inf
+    best_val_accuracy: float = 0.0     # meaningful once best_epoch > 0
+    best_val_loss: float = 0.0
     epochs_without_improvement: int = 0
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> "_LoopState":
+        unknown = set(saved) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ModelFileError(f"checkpoint loop state has unknown entries: {', '.join(sorted(unknown))}")
+        return cls(**saved)
 
 
 def blas_threads(count: int):
@@ -100,14 +101,15 @@ def _fit(config, train, test, class_names, checkpoint, resume, progress, on_epoc
     else:
         model = resume.model
         params, scaling = model.params, model.scaling
-        state = _LoopState(**resume.state["loop"])
+        state = _LoopState.from_dict(resume.state["loop"])
         rng.bit_generator.state = resume.state["rng"]
         optimizer = SGD(params, config.momentum, config.nesterov, config.weight_decay)
         optimizer.velocity.copy_from(resume.velocity)
         best = resume.best
 
-    net = Network(params, config.loss, config.batch_size)
-    pixels = np.empty((config.batch_size, fit_set.images.shape[1]), np.uint8)
+    batch_rows = min(config.batch_size, len(fit_set))    # no buffer larger than the data
+    net = Network(params, config.loss, batch_rows)
+    pixels = np.empty((batch_rows, fit_set.images.shape[1]), np.uint8)
     saved_epochs = state.epochs_done
 
     try:
@@ -121,17 +123,13 @@ def _fit(config, train, test, class_names, checkpoint, resume, progress, on_epoc
             entry = {"epoch": epoch + 1, "train_loss": train_loss, "train_accuracy": train_accuracy,
                      "learning_rate": learning_rate_at(config.schedule, config.learning_rate,
                                                        state.step - 1, total_steps)}
-            state.seconds += time.perf_counter() - started
-            if train_accuracy < COLLAPSED_ACCURACY:
-                raise TrainingDiverged(
-                    f"training collapsed in epoch {epoch + 1}: train accuracy {train_accuracy * 100:.1f} %, "
-                    f"no better than guessing, because the sigmoid units saturated; try a smaller "
-                    f"learning rate than --lr {config.learning_rate:g}")
+            _check_collapse(net, train_accuracy, config, epoch)
             if len(val_set):
                 entry["val_accuracy"], entry["val_loss"] = accuracy_and_loss(
                     params, config.loss, scaling, val_set.images, val_set.labels)
                 _track_best(entry, state, params, best)
             entry["seconds"] = time.perf_counter() - started
+            state.seconds += entry["seconds"]
             state.epochs_done = epoch + 1
             model.history.append(entry)
             if checkpoint is not None:
@@ -158,8 +156,24 @@ def _fit(config, train, test, class_names, checkpoint, resume, progress, on_epoc
     return model
 
 
+def _check_collapse(net: Network, train_accuracy: float, config: TrainConfig, epoch: int) -> None:
+    """Raise if the epoch ended with saturated sigmoids and guessing (see SATURATED_SLOPE)."""
+    if train_accuracy >= COLLAPSED_ACCURACY:
+        return
+    slopes = {"hidden": float(np.mean(net.a1 * (1 - net.a1)))}      # the last batch's activations
+    if config.loss == "mse":
+        slopes["output"] = float(np.mean(net.a2 * (1 - net.a2)))
+    layer, slope = min(slopes.items(), key=lambda item: item[1])
+    if slope < SATURATED_SLOPE:
+        raise TrainingDiverged(
+            f"training collapsed in epoch {epoch + 1}: train accuracy {train_accuracy * 100:.1f} % and the "
+            f"{layer} sigmoids are saturated (mean slope a(1-a) = {slope:.1e}, at most 0.25), so no "
+            f"gradient flows; try a smaller learning rate than --lr {config.learning_rate:g}")
+
+
 def _track_best(entry: dict, state: _LoopState, params: Params, best: Params | None) -> None:
-    better = (entry["val_accuracy"], -entry["val_loss"]) > (state.best_val_accuracy, -state.best_val_loss)
+    better = state.best_epoch == 0 or \
+        (entry["val_accuracy"], -entry["val_loss"]) > (state.best_val_accuracy, -state.best_val_loss)
     if better:
         state.best_epoch, state.epochs_without_improvement = entry["epoch"], 0
         state.best_val_accuracy, state.best_val_loss = entry["val_accuracy"], entry["val_loss"]
