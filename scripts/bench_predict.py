@@ -1,6 +1,6 @@
 """How well does `mlknobs predict` read users' pictures? MNIST test digits redrawn as pictures.
 
-Each test digit is redrawn in several styles a user's picture might have (enlarged on a bigger
+Each test digit (or Fashion-MNIST item, with --dataset) is redrawn in several styles a user's picture might have (enlarged on a bigger
 canvas, off-centre, dark ink on light paper, JPEG, transparency, palette, 16-bit, paper noise,
 coloured ink on a photo of paper), encoded to the file format, and read back through the same
 library function `predict` uses (mlknobs.images.read_input). The accuracy per style is compared
@@ -26,6 +26,7 @@ from PIL import Image, ImageFilter
 
 from mlknobs.config import TrainConfig
 from mlknobs.data import load_split
+from mlknobs.datasets import get_dataset
 from mlknobs.images import read_input
 from mlknobs.modelfile import Model, load_model
 from mlknobs.train import fit
@@ -125,23 +126,63 @@ def style_photo(digit, rng):
     return encode(image, "JPEG", quality=int(rng.integers(60, 90)))
 
 
+def thinned(mask: np.ndarray) -> np.ndarray:
+    """Zhang-Suen thinning: the one-pixel skeleton of a bool mask (the line a thin pen draws)."""
+    skeleton = np.pad(mask, 1).astype(np.uint8)
+    while True:
+        changed = False
+        for step in (0, 1):
+            p = skeleton
+            # neighbours P2..P9: N, NE, E, SE, S, SW, W, NW of every inner pixel
+            n = [p[:-2, 1:-1], p[:-2, 2:], p[1:-1, 2:], p[2:, 2:], p[2:, 1:-1], p[2:, :-2], p[1:-1, :-2], p[:-2, :-2]]
+            count = sum(n.astype(np.int32) for n in n)
+            transitions = sum(((n[i] == 0) & (n[(i + 1) % 8] == 1)).astype(np.int32) for i in range(8))
+            if step == 0:
+                gone = (n[0] * n[2] * n[4] == 0) & (n[2] * n[4] * n[6] == 0)
+            else:
+                gone = (n[0] * n[2] * n[6] == 0) & (n[0] * n[4] * n[6] == 0)
+            delete = (p[1:-1, 1:-1] == 1) & (count >= 2) & (count <= 6) & (transitions == 1) & gone
+            if delete.any():
+                p[1:-1, 1:-1][delete] = 0
+                changed = True
+        if not changed:
+            return skeleton[1:-1, 1:-1].astype(bool)
+
+
+def style_thin_pen(digit, rng):
+    """The digit's skeleton drawn with a thin pen (1-3 px on a 100-300 px digit), black on white."""
+    ink, _ = enlarged(digit, rng)
+    mask = ink > 0.5
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    inside = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))   # thin only where ink is
+    skeleton = np.zeros_like(mask)
+    skeleton[inside] = thinned(mask[inside])
+    line = Image.fromarray(skeleton.astype(np.uint8) * 255)
+    pen = int(rng.integers(1, 3)) * 2 + 1
+    line = np.asarray(line.filter(ImageFilter.MaxFilter(pen)), np.float32) / 255
+    return encode(Image.fromarray(to_u8(paper_and_ink(line, 1.0, 0.0))), "PNG")
+
+
 STYLES = {"raw-png": style_raw_png, "dark-on-light": style_big_dark_on_light,
           "light-on-dark-bmp": style_light_on_dark, "jpeg": style_jpeg,
           "rgba-transparent": style_rgba_transparent, "palette": style_palette, "16-bit": style_16bit,
-          "noise": style_noise, "photo": style_photo}
+          "noise": style_noise, "photo": style_photo, "thin-pen": style_thin_pen}
 
 
 def quick_model(args) -> Model:
-    config = TrainConfig(hidden_size=128, epochs=3, seed=0)
-    train = load_split("mnist", "train", args.data_dir, args.mirror, progress=False)
-    test = load_split("mnist", "test", args.data_dir, args.mirror, progress=False)
-    print(f"training a quick model (H={config.hidden_size}, {config.epochs} epochs) ...", file=sys.stderr)
-    return fit(config, train, test, [str(d) for d in range(10)], progress=False)
+    config = TrainConfig(hidden_size=128, epochs=3, seed=0, dataset=args.dataset)
+    train = load_split(args.dataset, "train", args.data_dir, args.mirror, progress=False)
+    test = load_split(args.dataset, "test", args.data_dir, args.mirror, progress=False)
+    print(f"training a quick {args.dataset} model (H={config.hidden_size}, {config.epochs} epochs) ...",
+          file=sys.stderr)
+    return fit(config, train, test, get_dataset(args.dataset).class_names, progress=False)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="model file (default: train a quick one)")
+    parser.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist"),
+                        help="dataset of the quick model (a --model brings its own)")
     parser.add_argument("--n", type=int, default=2000, help="test digits per style")
     parser.add_argument("--styles", default=",".join(STYLES), help="comma-separated subset of: " + ", ".join(STYLES))
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("MLKNOBS_DATA_DIR", "data")))
@@ -159,7 +200,7 @@ def main() -> int:
     chosen = rng.choice(len(test), size=min(args.n, len(test)), replace=False)
     digits, labels = test.images[chosen], test.labels[chosen]
     raw_accuracy = float((model.predict_proba(digits).argmax(1) == labels).mean())
-    print(f"model: H={model.params.hidden_size}, {len(labels)} test digits; eval on raw digits: "
+    print(f"model: {model.dataset}, H={model.params.hidden_size}, {len(labels)} test images; eval on raw: "
           f"{raw_accuracy * 100:.2f} %")
     print(f"{'style':<18} {'accuracy':>9} {'vs eval':>8} {'ms/image':>9}  {'same as raw':>11}")
     worst = 0.0

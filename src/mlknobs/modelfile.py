@@ -120,7 +120,7 @@ def _read_npz(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"{path} is not an mlknobs model file (not an .npz archive)")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
     except (zipfile.BadZipFile, ValueError, EOFError, OSError, KeyError) as e:
         raise ModelFileError(f"{path} is not an mlknobs model file (unreadable .npz: {e})") from e
