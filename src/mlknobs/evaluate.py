@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlknobs.losses import LOSSES
-from mlknobs.model import InputScaling, Network, Params
+from mlknobs.model import InputScaling, Params, outputs
 
 
 def accuracy_and_loss(params: Params, loss: str, scaling: InputScaling, images: np.ndarray,
@@ -33,15 +33,9 @@ def accuracy_and_loss(params: Params, loss: str, scaling: InputScaling, images: 
 def predictions_and_loss(params: Params, loss: str, scaling: InputScaling, images: np.ndarray,
                          labels: np.ndarray, batch_size: int = 2000) -> tuple[np.ndarray, float]:
     """(predicted class (N,), mean loss) over uint8 images (N, 784) and labels (N,), in batches."""
-    net = Network(params, LOSSES[loss], max_batch=min(batch_size, max(len(labels), 1)))
-    predictions = np.empty(len(labels), np.int64)
-    loss_sum = 0.0
-    for start in range(0, len(labels), net.max_batch):
-        x, y = images[start:start + net.max_batch], labels[start:start + net.max_batch]
-        a2 = net.forward(net.load_pixels(x, scaling))           # (b, 10)
-        predictions[start:start + len(y)] = a2.argmax(axis=1)
-        loss_sum += net.loss_value(y) * len(y)
-    return predictions, loss_sum / max(len(labels), 1)
+    a2 = outputs(params, loss, scaling, images, batch_size)     # (N, 10)
+    mean_loss = LOSSES[loss].value(a2, labels) if len(labels) else float("nan")
+    return a2.argmax(axis=1), mean_loss
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, n_classes: int = 10) -> np.ndarray:

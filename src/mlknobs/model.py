@@ -205,14 +205,20 @@ class Network:
         return g
 
 
-def predict_proba(params: Params, loss: str, scaling: InputScaling, pixels: np.ndarray,
-                  batch_size: int = 2000) -> np.ndarray:
-    """Output probabilities (N, 10) for uint8 images (N, 784), computed in batches."""
+def outputs(params: Params, loss: str, scaling: InputScaling, pixels: np.ndarray,
+            batch_size: int = 2000) -> np.ndarray:
+    """The network's outputs a2 (N, 10) for uint8 images (N, 784), computed in batches."""
     net = Network(params, loss, max_batch=min(batch_size, max(len(pixels), 1)))
     out = np.empty((len(pixels), OUTPUT_SIZE), params.w1.dtype)
     for start in range(0, len(pixels), net.max_batch):
         chunk = pixels[start:start + net.max_batch]
         out[start:start + len(chunk)] = net.forward(net.load_pixels(chunk, scaling))
+    return out
+
+
+def predict_proba(params: Params, loss: str, scaling: InputScaling, pixels: np.ndarray) -> np.ndarray:
+    """Output probabilities (N, 10) for uint8 images (N, 784)."""
+    out = outputs(params, loss, scaling, pixels)
     if loss == "mse":
         # Sigmoid outputs are independent scores; normalise them so they read as probabilities.
         out /= np.maximum(out.sum(axis=1, keepdims=True), np.finfo(out.dtype).tiny)
