@@ -193,8 +193,13 @@ def _model_from(meta: dict, arrays: dict, path: Path) -> Model:
 
 def load_model(path: Path) -> Model:
     """Load and validate a model file (a checkpoint loads too, as the weights it holds)."""
-    meta, arrays = _read_npz(path)
-    return _model_from(meta, arrays, Path(path))
+    try:
+        meta, arrays = _read_npz(path)
+        return _model_from(meta, arrays, Path(path))
+    except ModelFileError as e:
+        if "mlknobs train" in str(e):
+            raise
+        raise ModelFileError(f"{e}; train a new one with `mlknobs train`") from e
 
 
 @dataclass
