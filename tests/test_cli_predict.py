@@ -182,3 +182,16 @@ def test_fashion_model_names_its_classes(small_model_path, tmp_path):
     assert record["probabilities"] == [float(p) for p in expected]
     text = run("predict", "--model", fashion, picture, "--top-k", "2").stdout
     assert text.startswith(f"{picture}: {record['name']} (")
+
+
+def test_a_closed_stdin_and_a_full_stdout_are_one_line_errors(small_model_path, tmp_path):
+    command = [sys.executable, "-m", "mlknobs", "predict", "--model", str(small_model_path)]
+    closed = subprocess.run(command + ["-"], capture_output=True, text=True, timeout=60,
+                            preexec_fn=lambda: os.close(0))      # stdin closed in the child
+    assert closed.returncode == 1 and "<stdin>: cannot read" in closed.stderr
+    assert "Traceback" not in closed.stderr
+    if os.path.exists("/dev/full"):
+        with open("/dev/full", "w") as full:
+            result = subprocess.run([sys.executable, "-m", "mlknobs", "info", str(small_model_path)],
+                                    stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+        assert result.returncode == 1 and "cannot write the output" in result.stderr

@@ -399,3 +399,33 @@ def test_connected_components_follow_a_long_spiral():
     assert count == len(components_by_flood_fill(mask)) == 3
     assert len({labels[0, 0], labels[44, 0], labels[22, 22]}) == 3
     assert connected_components(np.zeros((5, 5), bool))[1] == 0
+
+
+def test_a_float_picture_with_infinite_values_is_a_clear_error(tmp_path):
+    values = np.zeros((40, 40), np.float32)
+    values[10:30, 18:22] = np.inf
+    path = tmp_path / "inf.tif"
+    Image.fromarray(values, mode="F").save(path)
+    with pytest.raises(ImageError, match="NaN or infinity"):
+        read_input(path, "mnist")
+
+
+def test_a_thin_pen_on_a_large_photo_is_still_ink(small_model, tmp_path):
+    from PIL import ImageDraw
+
+    image = Image.new("L", (4000, 3000), 255)
+    ImageDraw.Draw(image).line([(1500, 500), (2500, 500), (1800, 2500)], fill=0, width=4)   # a 7
+    path = tmp_path / "thin.jpg"
+    image.save(path, quality=85)
+    pixels = read_input(path, "mnist")
+    assert small_model.predict_proba(pixels[None, :])[0].argmax() == 7
+
+
+def test_a_huge_jpeg_decodes_at_reduced_size_instead_of_being_refused(tmp_path):
+    from PIL import ImageDraw
+
+    image = Image.new("L", (12000, 9000), 255)      # 108 megapixels, as some phones take
+    ImageDraw.Draw(image).line([(3000, 2000), (9000, 2000), (5000, 8000)], fill=0, width=400)
+    path = tmp_path / "huge.jpg"
+    image.save(path, quality=70)
+    assert read_input(path, "mnist").shape == (784,)

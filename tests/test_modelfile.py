@@ -15,7 +15,7 @@ from mlknobs.modelfile import FORMAT_VERSION, Model, load_checkpoint, load_model
 def a_model(hidden: int = 8) -> Model:
     params = Params.initial(hidden, np.random.default_rng(0))
     return Model(params, TrainConfig(hidden_size=hidden), InputScaling(0.13, 0.31), [str(i) for i in range(10)],
-                 history=[{"epoch": 1, "train_loss": 0.5}], results={"test_accuracy": 0.9, "test_loss": 0.3})
+                 history=[{"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.8}], results={"test_accuracy": 0.9, "test_loss": 0.3})
 
 
 def rewrite(path, meta_change=None, arrays_change=None):
@@ -68,6 +68,8 @@ def test_a_failed_write_leaves_the_old_file_untouched(tmp_path, monkeypatch):
     (lambda m, a: a["w2"].__setitem__((0, 0), np.nan), "non-finite"),
     (lambda m, a: a.pop("b1"), "missing arrays b1"),
     (lambda m, a: m["config"].update(hidden_size=9), "hidden units"),
+    (lambda m, a: m.update(history=[{"epoch": 1}]), "history entry"),
+    (lambda m, a: m.update(dataset="fashion-mnist"), "disagrees"),
 ])
 def test_inconsistent_files_are_refused_with_a_clear_message(tmp_path, breakage, message):
     path = tmp_path / "m.npz"

@@ -499,8 +499,7 @@ def predict(model_path: Path, images: tuple[str, ...], top_k: int, show: bool, a
     for image in images:
         try:
             if image == STDIN_NAME:
-                with click.open_file(STDIN_NAME, "rb") as stdin:
-                    pixels = read_input(stdin.read(), model.dataset, name="<stdin>")
+                pixels = read_input(_read_stdin(), model.dataset, name="<stdin>")
             else:
                 pixels = read_input(image, model.dataset)
         except ImageError as e:
@@ -532,6 +531,16 @@ def predict(model_path: Path, images: tuple[str, ...], top_k: int, show: bool, a
                 click.echo(row)
     if failed:
         sys.exit(1)
+
+
+def _read_stdin() -> bytes:
+    from mlknobs.errors import ImageError
+
+    try:
+        with click.open_file(STDIN_NAME, "rb") as stdin:
+            return stdin.read()
+    except (OSError, RuntimeError) as e:      # a closed stdin surfaces as RuntimeError from click
+        raise ImageError(f"<stdin>: cannot read ({e})") from e
 
 
 def _shaded_rows(pixels) -> list[str]:
@@ -633,6 +642,7 @@ def plot(kind: str, model_path: Path, out: Path | None, max_units: int, shared_s
       mlknobs train --snapshots learning.gif      # an animation of the weights while they learn
     """
     from mlknobs import plots
+    from mlknobs.atomic import check_writable
     from mlknobs.data import load_split
     from mlknobs.errors import MlknobsError
     from mlknobs.modelfile import load_model
@@ -641,7 +651,7 @@ def plot(kind: str, model_path: Path, out: Path | None, max_units: int, shared_s
     try:
         fmt = plots.picture_format(out)
         plots.require_matplotlib()
-        plots.check_writable(out)
+        check_writable(out)          # before seconds of loading and drawing
         model = load_model(model_path)
         name = model_path.name
         if kind == "weights":
@@ -649,11 +659,14 @@ def plot(kind: str, model_path: Path, out: Path | None, max_units: int, shared_s
         elif kind == "history":
             picture = plots.history_figure(model, name, fmt)
         else:
+            from mlknobs.train import blas_threads
+
             test = load_split(model.dataset, "test", data_dir, mirrors, progress=_progress(False))
-            if kind == "confusion":
-                picture = plots.confusion_figure(model, name, test, fmt)
-            else:
-                picture = plots.mistakes_figure(model, name, test, count, fmt)
+            with blas_threads(1):        # 10,000 forward passes: one thread, as everywhere else
+                if kind == "confusion":
+                    picture = plots.confusion_figure(model, name, test, fmt)
+                else:
+                    picture = plots.mistakes_figure(model, name, test, count, fmt)
         plots.write_picture(out, picture)
     except (MlknobsError, ValueError) as e:
         raise _fail(e) from e
@@ -664,7 +677,7 @@ def _start_snapshots(snapshots_path: Path | None, config, resumed):
     """A recorder for `train --snapshots`, after checking the GIF can be written (None without the option)."""
     if snapshots_path is None:
         return None
-    from mlknobs.plots import check_writable
+    from mlknobs.atomic import check_writable
     from mlknobs.snapshots import WeightSnapshots
 
     check_writable(snapshots_path)
@@ -698,5 +711,10 @@ def main() -> None:
         sys.exit(e.exit_code)
     except MemoryError:
         click.echo("Error: not enough memory; try a smaller --hidden-size or --batch-size", err=True)
+        sys.exit(1)
+    except BrokenPipeError:                 # `mlknobs ... | head`: the reader left; nothing to report
+        sys.exit(0)
+    except OSError as e:                    # e.g. stdout on a full disk
+        click.echo(f"Error: cannot write the output ({e.strerror or e})", err=True)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

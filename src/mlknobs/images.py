@@ -112,17 +112,19 @@ def _decode(stream: BinaryIO, name: str) -> "Image.Image":
 
     try:
         with warnings.catch_warnings():
-            # Pillow only warns between its own limit and twice that; refuse those too.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow warns between its own limit and twice that. Our limit below applies instead,
+            # after a large JPEG has been told to decode at reduced size (a 108-megapixel phone
+            # photo decodes at 1/8 scale cheaply); beyond twice its limit Pillow refuses anyway.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(stream)
+            _draft_smaller(image)
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise ImageError(f"{name}: {width}×{height} pixels is too large "
                                  f"(limit {MAX_PIXELS // 1_000_000} megapixels)")
-            _draft_smaller(image)
             image.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"{name}: image dimensions are absurdly large ({e})") from e
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{name}: image dimensions are too large to decode safely ({e})") from e
     except UnidentifiedImageError as e:
         raise ImageError(f"{name}: not an image Pillow can read (convert it to PNG or JPEG)") from e
     except MemoryError as e:
@@ -185,7 +187,10 @@ def _wide_to_float(image: "Image.Image") -> tuple["Image.Image", float]:
     """16-bit, 32-bit integer and float images as mode F, with the value that means white."""
     mode = image.mode
     image = image.convert("F")
-    top = float(np.asarray(image).max(initial=0.0))
+    values = np.asarray(image)
+    if not np.isfinite(values).all():
+        raise ImageError("pixel values include NaN or infinity")
+    top = float(values.max(initial=0.0))
     if mode.startswith("I;16"):
         full_scale = 65535.0
     elif mode == "F" and top <= 1.0:
@@ -319,7 +324,9 @@ def _stroke_region(ink: np.ndarray, noise: float, layout: Layout, name: str) -> 
     coarse = _block_mean(ink, cell)                             # (h, w)
     smooth = _box3(coarse)
     contrast = float(smooth.max())
-    if contrast < MIN_CONTRAST:
+    # Averaging over cells dilutes a thin pen on a large picture, so the strongest ink at full
+    # working resolution also counts as contrast.
+    if max(contrast, _quantile(ink, 0.999)) < MIN_CONTRAST:
         raise ImageError(f"{name}: no ink found (the picture is blank or has too little contrast)")
     strong = smooth > STROKE_THRESHOLD * contrast
     # Averaging (cell × cell, then 3 × 3) divides the noise's spread by 3 × cell.

@@ -28,6 +28,7 @@ from mlknobs.model import INPUT_SIZE, OUTPUT_SIZE, PARAM_NAMES, InputScaling, Pa
 
 FORMAT = "mlknobs-model"
 FORMAT_VERSION = 1
+HISTORY_NUMBERS = ("train_loss", "train_accuracy")   # in every history entry (val_* only with validation)
 RESULT_KEYS = ("test_accuracy", "test_loss", "seconds", "stopped_early", "best_epoch")
 
 
@@ -170,8 +171,10 @@ def _model_from(meta: dict, arrays: dict, path: Path) -> Model:
             raise ValueError("class_names and history must be lists")
         class_names = [str(c) for c in meta["class_names"]]
         history = meta.get("history", [])
-        if not all(isinstance(entry, dict) and isinstance(entry.get("epoch"), int) for entry in history):
-            raise ValueError("every history entry must be an object with an epoch number")
+        for entry in history:
+            if not (isinstance(entry, dict) and isinstance(entry.get("epoch"), int)
+                    and all(isinstance(entry.get(k), (int, float)) for k in HISTORY_NUMBERS)):
+                raise ValueError(f"every history entry needs an epoch number and {', '.join(HISTORY_NUMBERS)}")
         results = {k: meta[k] for k in RESULT_KEYS if k in meta}
         for key in ("test_accuracy", "test_loss", "seconds"):
             if key in results and not isinstance(results[key], (int, float)):

@@ -214,7 +214,7 @@ def history_figure(model: Model, name: str, fmt: str = "png") -> bytes:
                     label=f"test {label_format.format(test)} ({kept})")
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
-        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_xlim(0.5, max(epochs) + 0.5)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -224,7 +224,7 @@ def history_figure(model: Model, name: str, fmt: str = "png") -> bytes:
     loss_ax.set_title("loss")
     accuracy_ax.set_title("accuracy")
     ran = (f"stopped early after {len(history)} of {model.config.epochs} epochs" if model.results.get("stopped_early")
-           else f"{len(history)} epochs")
+           else f"{len(history)} epoch{'s' if len(history) != 1 else ''}")
     fig.suptitle(f"Training history of {name}  ({_describe(model)}, {ran})")
     return _render(fig, fmt)
 
