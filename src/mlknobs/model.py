@@ -164,6 +164,7 @@ class Network:
         self.dz1 = np.empty((max_batch, hidden), dtype)
         self.slope = np.empty((max_batch, hidden), dtype)      # sigmoid'(z1) = a1 (1 - a1)
         self.grads = params.zeros_like()
+        self._x = self.x                                       # the input of the last forward pass
 
     def load_pixels(self, pixels: np.ndarray, scaling: InputScaling) -> np.ndarray:
         """Scale a uint8 batch into the input buffer; returns the (n, 784) view to pass to forward."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
