@@ -229,7 +229,7 @@ def train(ctx: click.Context, epochs, hidden_size, batch_size, learning_rate, mo
             _check_resume_knobs(ctx, knobs, config)
         else:
             config = TrainConfig(**knobs)
-        snapshots = _start_snapshots(snapshots_path, config, resumed)
+        snapshots = _start_snapshots(snapshots_path, config)
     except (MlknobsError, ValueError) as e:
         raise _fail(e) from e
 
@@ -248,7 +248,8 @@ def train(ctx: click.Context, epochs, hidden_size, batch_size, learning_rate, mo
                        f"of {config.epochs} done", err=True)
         model = fit(config, train_split, test_split, spec.class_names, checkpoint=checkpoint,
                     resume=resumed, progress=progress, on_epoch=on_epoch,
-                    on_batch=snapshots.on_batch if snapshots is not None else None)
+                    on_batch=snapshots.on_batch if snapshots is not None else None,
+                    on_start=snapshots.on_start if snapshots is not None else None)
         save_model(out, model)
     except TrainingInterrupted as e:
         if snapshots is not None and len(snapshots.frames) > 1:
@@ -673,7 +674,7 @@ def plot(kind: str, model_path: Path, out: Path | None, max_units: int, shared_s
     click.echo(f"wrote {out}")
 
 
-def _start_snapshots(snapshots_path: Path | None, config, resumed):
+def _start_snapshots(snapshots_path: Path | None, config):
     """A recorder for `train --snapshots`, after checking the GIF can be written (None without the option)."""
     if snapshots_path is None:
         return None
@@ -681,7 +682,7 @@ def _start_snapshots(snapshots_path: Path | None, config, resumed):
     from mlknobs.snapshots import WeightSnapshots
 
     check_writable(snapshots_path)
-    return WeightSnapshots.for_run(config, resumed)
+    return WeightSnapshots(config.epochs)
 
 
 def _save_snapshots(recorder, snapshots_path: Path, quiet: bool) -> bool:

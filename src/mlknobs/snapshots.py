@@ -47,29 +47,29 @@ def diverging_palette() -> list[int]:
 class WeightSnapshots:
     """Copies of the first hidden units' input weights, taken at evenly spaced steps of every epoch."""
 
-    def __init__(self, epochs: int, start_weights: np.ndarray, start_label: str, start_epoch: int = 0,
-                 frames_per_epoch: int = FRAMES_PER_EPOCH, max_units: int = MAX_UNITS):
+    def __init__(self, epochs: int, start_weights: np.ndarray | None = None, start_label: str = "start",
+                 start_epoch: int = 0, frames_per_epoch: int = FRAMES_PER_EPOCH, max_units: int = MAX_UNITS):
+        """Without start_weights, the first frame comes from `on_start` (the `fit(on_start=...)` hook)."""
         self.epochs = epochs
-        self.hidden_size = start_weights.shape[1]
-        self.units = min(self.hidden_size, max_units)
+        self.max_units = max_units
+        self.hidden_size = self.units = 0       # known from the first frame
         self.frames_per_epoch = frames_per_epoch
         self.frames: list[np.ndarray] = []      # each (784, units) float32
         self.captions: list[str] = []
         self.progress: list[float] = []         # fraction of the whole run done at each frame
         self._snapshot_batches: dict[int, frozenset[int]] = {}
-        self._record(start_weights, start_label, start_epoch / epochs)
+        if start_weights is not None:
+            self._record(start_weights, start_label, start_epoch / epochs)
 
-    @classmethod
-    def for_run(cls, config, resumed=None) -> "WeightSnapshots":
-        """A recorder whose first frame holds the weights a `fit(config, resume=resumed)` run starts from."""
-        if resumed is not None:
-            done = resumed.state["loop"]["epochs_done"]
-            return cls(config.epochs, resumed.model.params.w1, f"resumed after epoch {done}", done)
-        # fit() draws the initial weights first from Generator(seed); the same draw reproduces them.
-        initial = Params.initial(config.hidden_size, np.random.default_rng(config.seed))
-        return cls(config.epochs, initial.w1, "initial random weights")
+    def on_start(self, params: Params, epochs_done: int) -> None:
+        """The `fit(on_start=...)` hook: the first frame holds the weights training starts from."""
+        label = "initial random weights" if epochs_done == 0 else f"resumed after epoch {epochs_done}"
+        self._record(params.w1, label, epochs_done / self.epochs)
 
     def _record(self, w1: np.ndarray, caption: str, progress: float) -> None:
+        if not self.frames:
+            self.hidden_size = w1.shape[1]
+            self.units = min(self.hidden_size, self.max_units)
         self.frames.append(w1[:, :self.units].copy())      # copy: fit updates w1 in place
         self.captions.append(caption)
         self.progress.append(progress)

@@ -73,19 +73,24 @@ def blas_threads(count: int):
 def fit(config: TrainConfig, train: Split, test: Split, class_names, *,
         checkpoint: Path | None = None, resume: Checkpoint | None = None,
         progress: bool | None = None, on_epoch: Callable[[dict], None] | None = None,
-        on_batch: Callable[[int, int, int, Params], None] | None = None) -> Model:
+        on_batch: Callable[[int, int, int, Params], None] | None = None,
+        on_start: Callable[[Params, int], None] | None = None) -> Model:
     """Train a network; returns the Model with its history and test results.
 
     checkpoint: where to save a resumable snapshot after every epoch (removed by the caller
     once the final model is saved). resume: a loaded checkpoint to continue from.
-    on_epoch(entry) is called after each epoch with its history entry; on_batch(epoch, batch,
-    batches_per_epoch, params) after each optimizer step (0-based epoch and batch; read-only params).
+    on_start(params, epochs_done) is called once before the first step, with the knobs training
+    starts from; on_epoch(entry) after each epoch with its history entry; on_batch(epoch, batch,
+    batches_per_epoch, params) after each optimizer step (0-based epoch and batch). The hooks may
+    read the params but must not change them.
     """
     with blas_threads(config.threads):
-        return _fit(config, train, test, class_names, checkpoint, resume, progress, on_epoch, on_batch)
+        return _fit(config, train, test, class_names, checkpoint, resume, progress, on_epoch, on_batch,
+                    on_start)
 
 
-def _fit(config, train, test, class_names, checkpoint, resume, progress, on_epoch, on_batch) -> Model:
+def _fit(config, train, test, class_names, checkpoint, resume, progress, on_epoch, on_batch,
+         on_start) -> Model:
     fit_set, val_set = split_validation(train, config.val_size)
     steps_per_epoch = math.ceil(len(fit_set) / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
@@ -111,6 +116,8 @@ def _fit(config, train, test, class_names, checkpoint, resume, progress, on_epoc
     net = Network(params, config.loss, batch_rows)
     pixels = np.empty((batch_rows, fit_set.images.shape[1]), np.uint8)
     saved_epochs = state.epochs_done
+    if on_start is not None:
+        on_start(params, state.epochs_done)
 
     try:
         for epoch in range(state.epochs_done, config.epochs):
