@@ -101,16 +101,16 @@ def _fit(config, train, test, class_names, checkpoint, resume, progress, on_epoc
         scaling = InputScaling.fit(fit_set.images)
         model = Model(params, config, scaling, list(class_names))
         state = _LoopState()
-        optimizer = SGD(params, config.momentum, config.nesterov, config.weight_decay)
         best = params.copy() if config.early_stopping else None
     else:
         model = resume.model
         params, scaling = model.params, model.scaling
         state = _LoopState.from_dict(resume.state["loop"])
         rng.bit_generator.state = resume.state["rng"]
-        optimizer = SGD(params, config.momentum, config.nesterov, config.weight_decay)
-        optimizer.velocity.copy_from(resume.velocity)
         best = resume.best
+    optimizer = SGD(params, config.momentum, config.nesterov, config.weight_decay)
+    if resume is not None:
+        optimizer.velocity.copy_from(resume.velocity)
 
     batch_rows = min(config.batch_size, len(fit_set))    # no buffer larger than the data
     net = Network(params, config.loss, batch_rows)
