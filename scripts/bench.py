@@ -4,7 +4,7 @@
 For each hidden size H and thread count, four contenders train the same 784 -> H sigmoid -> 10
 network on MNIST (batch 128, cross-entropy, SGD with momentum 0.9 at a constant rate, float32):
 
-  mlknobs   mlknobs.train.fit itself; its per-epoch "seconds" from the history
+  mlknobs   mlknobs.training.loop.fit itself; its per-epoch "seconds" from the history
   torch     the same MLP written plainly in PyTorch (nn.Linear, optim.SGD), if torch is installed
   sklearn   MLPClassifier(activation="logistic", solver="sgd"), one partial_fit per epoch
   floor     only the step's five matrix products (np.matmul at the same shapes): the time no
@@ -506,9 +506,9 @@ def main(argv=None) -> int:
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = "1"
 
-    from mlknobs.data import Split, load_split
+    from mlknobs.data.splits import Split, load_split
     from mlknobs.errors import MlknobsError
-    from mlknobs.model import InputScaling
+    from mlknobs.nn.model import InputScaling
 
     def load_mnist():
         return (load_split("mnist", "train", args.data_dir, args.mirrors, progress=False),
@@ -558,7 +558,7 @@ def main(argv=None) -> int:
 
 
 def write_json(path: Path, report: dict) -> None:
-    from mlknobs.atomic import atomic_write
+    from mlknobs.files import atomic_write
 
     serialisable = {**report, "floor_products": [{"hidden_size": h, "threads": t, "products": products}
                                                  for (h, t), products in report["floor_products"]]}

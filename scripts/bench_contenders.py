@@ -112,7 +112,7 @@ def _describe(e: BaseException) -> str:
 
 def _load_mnist(job: dict):
     """MNIST's test split and the first job["n_train"] training samples (all of them but in --quick)."""
-    from mlknobs.data import Split, load_split
+    from mlknobs.data.splits import Split, load_split
 
     train = load_split("mnist", "train", job["data_dir"], job["mirrors"], progress=False)
     test = load_split("mnist", "test", job["data_dir"], job["mirrors"], progress=False)
@@ -120,10 +120,10 @@ def _load_mnist(job: dict):
     return Split(train.images[:n], train.labels[:n]), test
 
 
-# --- mlknobs: the real product, mlknobs.train.fit --------------------------------------------------
+# --- mlknobs: the real product, mlknobs.training.loop.fit --------------------------------------------------
 
 def run_mlknobs(conn, job: dict) -> None:
-    """mlknobs.train.fit itself; epoch times are fit's own per-epoch 'seconds' from its history.
+    """mlknobs.training.loop.fit itself; epoch times are fit's own per-epoch 'seconds' from its history.
 
     fit drives its own epoch loop, so the interleaving happens in its on_epoch callback: after each
     epoch it reports and waits for the parent's next "epoch". The wait lies outside the timed span.
@@ -131,9 +131,9 @@ def run_mlknobs(conn, job: dict) -> None:
     try:
         pin_threads(job["threads"])
         from mlknobs.config import TrainConfig
-        from mlknobs.datasets import get_dataset
-        from mlknobs.modelfile import save_model
-        from mlknobs.train import fit
+        from mlknobs.data.datasets import get_dataset
+        from mlknobs.io.modelfile import save_model
+        from mlknobs.training.loop import fit
 
         train, test = _load_mnist(job)
         config = TrainConfig(epochs=job["epochs"], hidden_size=job["hidden_size"],

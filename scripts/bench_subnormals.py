@@ -15,9 +15,9 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-import mlknobs.model as model
-from mlknobs.losses import LOSSES, Loss
-from mlknobs.model import InputScaling, Network, Params
+import mlknobs.nn.model as model
+from mlknobs.nn.losses import LOSSES, Loss
+from mlknobs.nn.model import InputScaling, Network, Params
 
 
 def textbook_sigmoid_(z: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ import pytest
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-from mlknobs import idx  # noqa: E402
+from mlknobs.data import idx  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MLKNOBS_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -52,7 +52,7 @@ def make_idx_dataset(folder: Path, n_train: int = 60, n_test: int = 20, seed: in
 @pytest.fixture(scope="session")
 def mnist_data_dir(shared_data, tmp_path_factory) -> Path:
     """A data dir holding real MNIST, fetched once per session through the local-folder mirror."""
-    from mlknobs.data import load_split
+    from mlknobs.data.splits import load_split
 
     data_dir = tmp_path_factory.mktemp("data")
     for split in ("train", "test"):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
-from mlknobs.datasets import DATASETS
-from mlknobs.losses import LOSSES
-from mlknobs.optim import SCHEDULES
+from mlknobs.data.datasets import DATASETS
+from mlknobs.nn.losses import LOSSES
+from mlknobs.nn.optim import SCHEDULES
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Datasets: their specs, verified downloads from mirrors, the IDX format, splits and their cache."""

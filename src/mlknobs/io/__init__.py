@@ -1,0 +1,1 @@
+"""Files that hold a model: model and checkpoint files (validated, never pickle)."""

@@ -1,0 +1,255 @@
+"""The network: 784 inputs -> H sigmoid hidden units -> 10 outputs, forward and backward by hand.
+
+Batches are rows. For a batch of B images x (B, 784) the forward pass is
+
+    z1 = x  @ w1 + b1      (B, 784) @ (784, H) -> (B, H)
+    a1 = sigmoid(z1)
+    z2 = a1 @ w2 + b2      (B, H) @ (H, 10)    -> (B, 10)
+    a2 = output(z2)        softmax (cross-entropy) or sigmoid (mse)
+
+and the backward pass runs the chain rule the other way, from dz2 = dLoss/dz2 (see losses.py):
+
+    dw2 = a1.T @ dz2       (H, B) @ (B, 10)    -> (H, 10)
+    db2 = sum_rows(dz2)                        -> (10,)
+    da1 = dz2 @ w2.T       (B, 10) @ (10, H)   -> (B, H)
+    dz1 = da1 * a1 * (1 - a1)                  sigmoid'(z1) = a1 (1 - a1), from the forward output
+    dw1 = x.T @ dz1        (784, B) @ (B, H)   -> (784, H)
+    db1 = sum_rows(dz1)                        -> (H,)
+
+No gradient is taken for x itself: nothing upstream needs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mlknobs.nn.losses import LOSSES, Loss, sigmoid_
+
+if TYPE_CHECKING:
+    from mlknobs.config import TrainConfig
+
+INPUT_SIZE = 28 * 28
+OUTPUT_SIZE = 10
+
+
+PARAM_NAMES = ("w1", "b1", "w2", "b2")
+FLAT_ORDER = ("w1", "w2", "b1", "b2")    # weights first, so weight decay touches one slice
+
+
+@dataclass
+class Params:
+    """The knobs: two weight matrices and two bias vectors (also used for their gradients).
+
+    All four are views into one flat vector, `flat`, so the optimizer can turn every knob with a
+    handful of whole-vector operations instead of a handful per array. Constructing a Params
+    copies the given arrays into a new flat vector.
+    """
+
+    w1: np.ndarray  # (784, H)
+    b1: np.ndarray  # (H,)
+    w2: np.ndarray  # (H, 10)
+    b2: np.ndarray  # (10,)
+    flat: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self):
+        arrays = [np.asarray(getattr(self, name)) for name in FLAT_ORDER]
+        self.flat = np.empty(sum(a.size for a in arrays), np.result_type(*arrays))
+        start = 0
+        for name, array in zip(FLAT_ORDER, arrays):
+            view = self.flat[start:start + array.size].reshape(array.shape)
+            view[...] = array
+            setattr(self, name, view)
+            start += array.size
+
+    @property
+    def weight_count(self) -> int:
+        """flat[:weight_count] are the weights (w1, w2); the biases follow."""
+        return self.w1.size + self.w2.size
+
+    @classmethod
+    def initial(cls, hidden_size: int, rng: np.random.Generator, dtype=np.float32) -> "Params":
+        """Glorot/Xavier uniform weights, zero biases.
+
+        Keeping Var(z) near 1 at the start puts every sigmoid in its steep middle, where it learns.
+        """
+        def glorot(fan_in: int, fan_out: int) -> np.ndarray:
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            return rng.uniform(-limit, limit, size=(fan_in, fan_out)).astype(dtype)
+
+        return cls(w1=glorot(INPUT_SIZE, hidden_size), b1=np.zeros(hidden_size, dtype),
+                   w2=glorot(hidden_size, OUTPUT_SIZE), b2=np.zeros(OUTPUT_SIZE, dtype))
+
+    @property
+    def hidden_size(self) -> int:
+        return self.w1.shape[1]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in PARAM_NAMES}
+
+    def zeros_like(self) -> "Params":
+        return Params(**{k: np.zeros_like(v) for k, v in self.arrays().items()})
+
+    def copy(self) -> "Params":
+        return Params(**{k: v.copy() for k, v in self.arrays().items()})
+
+    def astype(self, dtype) -> "Params":
+        return Params(**{k: v.astype(dtype) for k, v in self.arrays().items()})
+
+    def copy_from(self, other: "Params") -> None:
+        np.copyto(self.flat, other.flat)
+
+    def all_finite(self) -> bool:
+        return bool(np.isfinite(self.flat).all())
+
+
+@dataclass(frozen=True)
+class InputScaling:
+    """How raw pixels 0..255 become network inputs: x = pixel * scale + offset.
+
+    Standardising with the training set's mean and std (x = (pixel/255 - mean) / std) centres the
+    inputs, which makes the first layer's gradient steps far better conditioned than raw 0..1.
+    """
+
+    mean: float   # of pixel / 255 over the training images
+    std: float
+
+    @property
+    def scale(self) -> float:
+        return 1.0 / (255.0 * self.std)
+
+    @property
+    def offset(self) -> float:
+        return -self.mean / self.std
+
+    @classmethod
+    def fit(cls, images: np.ndarray, chunk_rows: int = 1024) -> "InputScaling":
+        """Mean and std of pixel/255 over uint8 images (N, 784).
+
+        Summed in float64 over chunks of rows: a float64 copy of all of MNIST would be 376 MB.
+        """
+        total, total_sq, count = 0.0, 0.0, 0
+        for start in range(0, len(images), chunk_rows):
+            chunk = images[start:start + chunk_rows].astype(np.float64).reshape(-1)
+            total += chunk.sum()
+            total_sq += chunk @ chunk
+            count += chunk.size
+        mean = total / count / 255.0
+        variance = total_sq / count / 255.0**2 - mean**2
+        return cls(mean=float(mean), std=float(np.sqrt(max(variance, 1e-12))))
+
+    def apply(self, pixels: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Scale uint8 pixels (n, 784) into the float buffer `out` (n, 784)."""
+        np.multiply(pixels, out.dtype.type(self.scale), out=out, casting="unsafe")
+        out += out.dtype.type(self.offset)
+        return out
+
+
+class Network:
+    """Forward and backward passes for one set of Params, with every buffer allocated once.
+
+    The forward pass keeps x and a1 for the backward pass; `grads` is overwritten by each
+    backward call. Batches up to `max_batch` rows reuse the same memory (the last, short batch
+    of an epoch uses the first rows).
+    """
+
+    def __init__(self, params: Params, loss: Loss | str, max_batch: int):
+        self.params = params
+        self.loss = LOSSES[loss] if isinstance(loss, str) else loss
+        dtype = params.w1.dtype
+        hidden = params.hidden_size
+        self.max_batch = max_batch
+        self.x = np.empty((max_batch, INPUT_SIZE), dtype)      # scaled inputs, kept for dw1
+        self.a1 = np.empty((max_batch, hidden), dtype)         # hidden activations, kept for dw2, dz1
+        self.a2 = np.empty((max_batch, OUTPUT_SIZE), dtype)    # outputs, kept for dz2
+        self.dz2 = np.empty((max_batch, OUTPUT_SIZE), dtype)
+        self.dz1 = np.empty((max_batch, hidden), dtype)
+        self.slope = np.empty((max_batch, hidden), dtype)      # sigmoid'(z1) = a1 (1 - a1)
+        self.grads = params.zeros_like()
+        self._x = self.x                                       # the input of the last forward pass
+
+    def load_pixels(self, pixels: np.ndarray, scaling: InputScaling) -> np.ndarray:
+        """Scale a uint8 batch into the input buffer; returns the (n, 784) view to pass to forward."""
+        return scaling.apply(pixels, self.x[:len(pixels)])
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Outputs a2 (n, 10) for inputs x (n, 784); x should be a view of self.x or kept alive."""
+        p, n = self.params, len(x)
+        self._x = x
+        a1 = self.a1[:n]
+        np.matmul(x, p.w1, out=a1)          # (n, 784) @ (784, H) -> (n, H)
+        a1 += p.b1
+        sigmoid_(a1)
+        a2 = self.a2[:n]
+        np.matmul(a1, p.w2, out=a2)         # (n, H) @ (H, 10) -> (n, 10)
+        a2 += p.b2
+        self.loss.output_(a2)
+        return a2
+
+    def loss_value(self, labels: np.ndarray) -> float:
+        """Mean loss of the last forward pass against integer labels (n,)."""
+        return self.loss.value(self.a2[:len(labels)], labels)
+
+    def backward(self, labels: np.ndarray) -> Params:
+        """Gradients of the mean loss of the last forward pass with respect to every knob."""
+        p, g, n = self.params, self.grads, len(labels)
+        x, a1, a2 = self._x, self.a1[:n], self.a2[:n]
+        dz2 = self.loss.delta(a2, labels, out=self.dz2[:n])   # (n, 10)
+        np.matmul(a1.T, dz2, out=g.w2)      # (H, n) @ (n, 10) -> (H, 10)
+        np.sum(dz2, axis=0, out=g.b2)       # (10,)
+        dz1 = self.dz1[:n]
+        np.matmul(dz2, p.w2.T, out=dz1)     # da1: (n, 10) @ (10, H) -> (n, H)
+        slope = self.slope[:n]
+        np.subtract(1, a1, out=slope)
+        slope *= a1                         # sigmoid'(z1) = a1 (1 - a1)
+        dz1 *= slope                        # dz1 = da1 * sigmoid'(z1)
+        np.matmul(x.T, dz1, out=g.w1)       # (784, n) @ (n, H) -> (784, H)
+        np.sum(dz1, axis=0, out=g.b1)       # (H,)
+        return g
+
+
+def outputs(params: Params, loss: str, scaling: InputScaling, pixels: np.ndarray,
+            batch_size: int = 2000) -> np.ndarray:
+    """The network's outputs a2 (N, 10) for uint8 images (N, 784), computed in batches."""
+    net = Network(params, loss, max_batch=min(batch_size, max(len(pixels), 1)))
+    out = np.empty((len(pixels), OUTPUT_SIZE), params.w1.dtype)
+    for start in range(0, len(pixels), net.max_batch):
+        chunk = pixels[start:start + net.max_batch]
+        out[start:start + len(chunk)] = net.forward(net.load_pixels(chunk, scaling))
+    return out
+
+
+def predict_proba(params: Params, loss: str, scaling: InputScaling, pixels: np.ndarray) -> np.ndarray:
+    """Output probabilities (N, 10) for uint8 images (N, 784)."""
+    out = outputs(params, loss, scaling, pixels)
+    if loss == "mse":
+        # Sigmoid outputs are independent scores; normalise them so they read as probabilities.
+        out /= np.maximum(out.sum(axis=1, keepdims=True), np.finfo(out.dtype).tiny)
+    return out
+
+
+@dataclass
+class Model:
+    """A trained network with everything needed to use and describe it."""
+
+    params: Params
+    config: TrainConfig     # the settings it was trained with (mlknobs.config)
+    scaling: InputScaling
+    class_names: list[str]
+    history: list[dict] = field(default_factory=list)
+    results: dict = field(default_factory=dict)     # test_accuracy, test_loss, seconds, ...
+    meta: dict = field(default_factory=dict)        # the whole metadata as read from disk
+
+    @property
+    def loss(self) -> str:
+        return self.config.loss
+
+    @property
+    def dataset(self) -> str:
+        return self.config.dataset
+
+    def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
+        """Probabilities (N, 10) for uint8 images (N, 784)."""
+        return predict_proba(self.params, self.loss, self.scaling, pixels)

@@ -1,0 +1,314 @@
+"""Pictures of what a trained network learned: its hidden units, its learning curves, its confusions, its mistakes.
+
+Each `*_figure` function returns the picture as bytes (PNG, SVG or PDF) and never touches the
+disk; `write_picture` stores them atomically. Charts use matplotlib, an optional extra, imported
+only when a picture is drawn. Figures are built with `matplotlib.figure.Figure` on the Agg canvas
+directly, so the global pyplot backend of a program that imports mlknobs is left alone.
+
+Every figure has a fixed size in inches at `DPI` dots per inch (no tight bounding box), so the
+size of a picture depends only on what it shows, not on the length of its labels.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from mlknobs.files import atomic_write, check_writable
+from mlknobs.data.splits import Split
+from mlknobs.errors import PlotError
+from mlknobs.nn.evaluate import confusion_matrix
+from mlknobs.nn.model import Model
+
+DPI = 100
+PICTURE_FORMATS = ("png", "svg", "pdf")
+INSTALL_HINT = 'plots need matplotlib, an optional extra: pip install "mlknobs[plot]"'
+
+# Tile grids (weights, mistakes) are one image of 28x28 tiles with blank space around each for
+# its caption, drawn on a single Axes: a separate Axes per tile makes matplotlib's layout take
+# seconds for a hundred tiles. Sizes are in tile pixels (one pixel = one 28x28 image pixel).
+WEIGHT_TILE_INCHES = 1.0              # width of one weight tile's cell
+WEIGHT_CELL = (28 + 4, 28 + 9)        # (width, height) in tile pixels: a gap, and a one-line caption above
+MISTAKE_COLUMNS = 8
+MISTAKE_TILE_INCHES = 1.1             # a digit; its cell adds room for a three-line caption
+MISTAKE_CELL = (28 + 8, 28 + 14)
+TITLE_INCHES = 0.8                    # room for a grid picture's title
+MARGIN_INCHES = 0.1
+MIN_GRID_PICTURE_INCHES = 8.0         # narrower pictures would cut their titles
+HISTORY_INCHES = (11.0, 4.5)
+CONFUSION_INCHES = (8.5, 7.5)
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+def picture_format(path: Path) -> str:
+    """The format a picture is written in, from its suffix: .png, .svg or .pdf."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in PICTURE_FORMATS:
+        raise PlotError(f"cannot tell the picture type of {path}: use a .png, .svg or .pdf name")
+    return suffix
+
+
+def write_picture(path: Path, data: bytes) -> None:
+    """Store rendered bytes atomically; a reader never sees half a picture."""
+    check_writable(path)
+    try:
+        atomic_write(Path(path), lambda f: f.write(data))
+    except OSError as e:
+        raise PlotError(f"cannot write {path}: {e.strerror or e}") from e
+
+
+def _matplotlib() -> SimpleNamespace:
+    """The parts of matplotlib the pictures use, or a PlotError saying how to install it."""
+    try:
+        import matplotlib  # noqa: F401  (imported first so a missing package fails here, not deeper)
+        from matplotlib import colormaps, colors, ticker
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.cm import ScalarMappable
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise PlotError(INSTALL_HINT) from e
+
+    def new_figure(width: float, height: float, layout: str | None = "constrained"):
+        # Whole pixels, so a picture's size is exactly what its layout says.
+        fig = Figure(figsize=(round(width * DPI) / DPI, round(height * DPI) / DPI), dpi=DPI, layout=layout)
+        FigureCanvasAgg(fig)
+        return fig
+
+    return SimpleNamespace(new_figure=new_figure, colormaps=colormaps, colors=colors, ticker=ticker,
+                           ScalarMappable=ScalarMappable)
+
+
+def require_matplotlib() -> None:
+    """Raise the install hint now if matplotlib is missing (before loading models and data)."""
+    _matplotlib()
+
+
+def _render(fig, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, dpi=DPI)
+    return buffer.getvalue()
+
+
+def _grid(count: int, columns: int | None = None) -> tuple[int, int]:
+    """(rows, columns) for `count` tiles: square-ish unless the column count is given."""
+    columns = min(columns or math.ceil(math.sqrt(count)), count)
+    return math.ceil(count / columns), columns
+
+
+def tile_mosaic(tiles: np.ndarray, columns: int, cell: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Lay tiles (n, 28, 28) out in rows of `columns` cells of `cell` = (width, height) pixels.
+
+    Each tile sits at the bottom centre of its cell; the blank rows above it hold its caption.
+    Blank pixels are NaN, so a colour map paints them as its "bad" colour (the background).
+    Returns the mosaic (rows * height, columns * width) and each caption's anchor (n, 2) as
+    (x, y): the middle of the tile's top edge in imshow's pixel coordinates.
+    """
+    n = len(tiles)
+    rows, columns = _grid(n, columns)
+    width, height = cell
+    left, top = (width - 28) // 2, height - 28
+    cells = np.full((rows * columns, height, width), np.nan, np.float32)
+    cells[:n, top:, left:left + 28] = tiles
+    mosaic = cells.reshape(rows, columns, height, width).transpose(0, 2, 1, 3).reshape(rows * height, columns * width)
+    index = np.arange(n)
+    # imshow centres pixel (i, j) on (j, i), so a tile's top edge is half a pixel above its first row.
+    anchors = np.stack([(index % columns) * width + left + 13.5, (index // columns) * height + top - 0.5], axis=1)
+    return mosaic, anchors
+
+
+def _mosaic_axes(new_figure, mosaic: np.ndarray, inches_per_pixel: float, right_inches: float = 0.0):
+    """A figure holding one Axes sized so each mosaic pixel is `inches_per_pixel`, below room for a title."""
+    grid_height, grid_width = (size * inches_per_pixel for size in mosaic.shape)
+    width = max(MIN_GRID_PICTURE_INCHES, grid_width + 2 * MARGIN_INCHES) + right_inches
+    height = grid_height + TITLE_INCHES + MARGIN_INCHES
+    fig = new_figure(width, height, layout=None)
+    width, height = fig.get_size_inches()
+    left = (width - right_inches - grid_width) / 2
+    ax = fig.add_axes((left / width, MARGIN_INCHES / height, grid_width / width, grid_height / height))
+    ax.set_axis_off()
+    return fig, ax
+
+
+def _grid_title(fig, text: str) -> None:
+    fig.suptitle(text, fontsize=9.5, y=1 - MARGIN_INCHES / fig.get_size_inches()[1], va="top")
+
+
+def _describe(model: Model) -> str:
+    loss = model.config.loss
+    return f"{model.dataset}, 784-{model.params.hidden_size}-10, {loss}"
+
+
+# --- weights --------------------------------------------------------------------------------------
+
+def weights_figure(model: Model, name: str, max_units: int = 100, shared_scale: bool = False,
+                   fmt: str = "png") -> bytes:
+    """Every hidden unit's 784 input weights as a 28x28 tile: what pattern of pixels turns it on.
+
+    Red pixels push the unit towards 1 when they are bright, blue ones push it towards 0. Each tile
+    is scaled to its own largest |weight| by default: units differ several-fold in strength, and
+    on one shared scale the weak ones fade to white although their pattern is just as clear. With
+    `shared_scale` all tiles use one scale (and a colour bar), to compare strengths instead.
+    """
+    mpl = _matplotlib()
+    w1 = model.params.w1                                      # (784, H)
+    hidden = w1.shape[1]
+    shown = min(hidden, max_units)
+    tiles = w1[:, :shown].T.reshape(shown, 28, 28)            # (U, 784) -> (U, 28, 28)
+    limits = np.abs(tiles).max(axis=(1, 2))                   # (U,)
+    if shared_scale:
+        limits[:] = limits.max()
+    limits = np.maximum(limits, np.finfo(np.float32).tiny)    # an all-zero unit still draws
+    mosaic, anchors = tile_mosaic(tiles / limits[:, None, None], math.ceil(math.sqrt(shown)), WEIGHT_CELL)
+    colourbar_inches = 1.2 if shared_scale else 0.0
+    fig, ax = _mosaic_axes(mpl.new_figure, mosaic, WEIGHT_TILE_INCHES / WEIGHT_CELL[0], colourbar_inches)
+    cmap = mpl.colormaps["RdBu_r"].with_extremes(bad="white")
+    ax.imshow(mosaic, cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
+    for unit, (x, y) in enumerate(anchors):
+        ax.text(x, y - 1, f"unit {unit}", ha="center", va="bottom", fontsize=7)
+    if shared_scale:
+        grid, width = ax.get_position(), fig.get_size_inches()[0]
+        bar = fig.add_axes((grid.x1 + 0.3 / width, grid.y0 + grid.height / 4, 0.2 / width, grid.height / 2))
+        weights = mpl.ScalarMappable(mpl.colors.Normalize(-limits[0], limits[0]), cmap)
+        fig.colorbar(weights, cax=bar, label="weight")
+    which = f"all {hidden} hidden units" if shown == hidden else f"the first {shown} of {hidden} hidden units"
+    scale = "one colour scale for all units" if shared_scale else "each tile scaled to its own largest |weight|"
+    _grid_title(fig, f"What each hidden unit looks for: input weights of {which}\n"
+                     f"{name}: {_describe(model)}; {scale}\n"
+                     f"red: a bright pixel there turns the unit on, blue: turns it off, white: no effect")
+    return _render(fig, fmt)
+
+
+# --- history --------------------------------------------------------------------------------------
+
+def history_figure(model: Model, name: str, fmt: str = "png") -> bytes:
+    """Loss and accuracy per epoch for the training and validation sets, and the final test result."""
+    if not model.history:
+        raise PlotError(f"{name} has no training history to plot (no finished epoch was recorded)")
+    mpl = _matplotlib()
+    history = model.history
+    epochs = [entry["epoch"] for entry in history]
+    fig = mpl.new_figure(*HISTORY_INCHES)
+    loss_ax, accuracy_ax = fig.subplots(1, 2)
+    # The test set is measured once, after training, on the weights that were kept: the best
+    # validation epoch's under early stopping, otherwise the last epoch's.
+    test_epoch = model.results.get("best_epoch") or epochs[-1]
+    kept = f"weights of epoch {test_epoch}, the best on validation" if model.results.get("best_epoch") \
+        else "final weights"
+    panels = ((loss_ax, "loss", f"loss ({model.config.loss}, lower is better)", 1.0, "{:.4f}"),
+              (accuracy_ax, "accuracy", "accuracy (%, higher is better)", 100.0, "{:.2f} %"))
+    for ax, metric, ylabel, factor, label_format in panels:
+        train = [entry[f"train_{metric}"] * factor for entry in history]
+        ax.plot(epochs, train, "o-", color="tab:blue", label="training (mean over the epoch)")
+        if all(f"val_{metric}" in entry for entry in history):
+            val = [entry[f"val_{metric}"] * factor for entry in history]
+            ax.plot(epochs, val, "s-", color="tab:orange", label="validation (after the epoch)")
+        if f"test_{metric}" in model.results:
+            test = model.results[f"test_{metric}"] * factor
+            ax.plot([test_epoch], [test], "*", color="tab:red", markersize=14,
+                    label=f"test {label_format.format(test)} ({kept})")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True, min_n_ticks=1))
+        ax.set_xlim(0.5, max(epochs) + 0.5)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if model.results.get("best_epoch"):
+        for ax in (loss_ax, accuracy_ax):
+            ax.axvline(model.results["best_epoch"], color="gray", linestyle=":", linewidth=1)
+    loss_ax.set_title("loss")
+    accuracy_ax.set_title("accuracy")
+    ran = (f"stopped early after {len(history)} of {model.config.epochs} epochs" if model.results.get("stopped_early")
+           else f"{len(history)} epoch{'s' if len(history) != 1 else ''}")
+    fig.suptitle(f"Training history of {name}  ({_describe(model)}, {ran})")
+    return _render(fig, fmt)
+
+
+# --- confusion ------------------------------------------------------------------------------------
+
+def confusion_figure(model: Model, name: str, test: Split, fmt: str = "png") -> bytes:
+    """The confusion matrix on `test` (rows: true class, columns: predicted) with every count written in.
+
+    The diagonal (right answers, ~1000 each) and the mistakes (a handful each) differ a hundredfold,
+    so they get separate colour scales: greens for the diagonal, reds for the mistakes, each scaled
+    to its own largest count. On one shared scale every mistake would look equally white.
+    """
+    mpl = _matplotlib()
+    class_names = model.class_names
+    n = len(class_names)
+    predictions = model.predict_proba(test.images).argmax(axis=1)          # (N,)
+    confusion = confusion_matrix(test.labels, predictions, n)              # (n, n)
+    diagonal = np.eye(n, dtype=bool)
+    right = np.ma.masked_where(~diagonal, confusion)
+    wrong = np.ma.masked_where(diagonal | (confusion == 0), confusion)   # zero cells stay white
+    wrong_max = max(int(wrong.max() or 0), 1)
+
+    fig = mpl.new_figure(*CONFUSION_INCHES)
+    ax = fig.subplots()
+    # The greens top out at 70 % of their darkest shade so the bold white counts stay readable.
+    ax.imshow(right, cmap="Greens", norm=mpl.colors.Normalize(0, max(int(right.max()), 1) / 0.7))
+    wrong_image = ax.imshow(wrong, cmap="Reds", norm=mpl.colors.Normalize(0, wrong_max))
+    for (true, predicted), count in np.ndenumerate(confusion):
+        if count == 0:
+            continue
+        on_diagonal = bool(diagonal[true, predicted])
+        dark = on_diagonal or count > 0.6 * wrong_max
+        ax.text(predicted, true, str(count), ha="center", va="center", fontsize=8,
+                color="white" if dark else "black", fontweight="bold" if on_diagonal else "normal")
+    rotate = max(len(c) for c in class_names) > 2
+    ax.set_xticks(range(n), class_names, rotation=40 if rotate else 0, ha="right" if rotate else "center")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    # Recall per true class beside each row: how often that class is recognised.
+    totals = confusion.sum(axis=1)
+    recall_ax = ax.secondary_yaxis("right")
+    recall_ax.set_yticks(range(n), [f"{100 * confusion[i, i] / t:.1f} %" if t else "-"
+                                    for i, t in enumerate(totals)])
+    recall_ax.set_ylabel("recognised (recall)")
+    fig.colorbar(wrong_image, ax=ax, shrink=0.7, label="mistakes (off-diagonal count)",
+                 ticks=mpl.ticker.MaxNLocator(integer=True))
+    total, correct = int(confusion.sum()), int(np.trace(confusion))
+    ax.set_title(f"Confusion matrix of {name} on the {model.dataset} test set\n"
+                 f"{correct:,} of {total:,} right ({100 * correct / max(total, 1):.2f} %); "
+                 f"green: right answers, red: mistakes", fontsize=10)
+    return _render(fig, fmt)
+
+
+# --- mistakes -------------------------------------------------------------------------------------
+
+def most_confident_mistakes(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Indices of the misclassified rows, the most confident (highest predicted probability) first."""
+    predictions = probabilities.argmax(axis=1)                             # (N,)
+    wrong = np.flatnonzero(predictions != labels)
+    confidence = probabilities[wrong, predictions[wrong]]
+    return wrong[np.argsort(-confidence, kind="stable")]
+
+
+def mistakes_figure(model: Model, name: str, test: Split, count: int = 40, fmt: str = "png") -> bytes:
+    """The test images the model gets wrong, most confident first, captioned with true and predicted class."""
+    mpl = _matplotlib()
+    probabilities = model.predict_proba(test.images)                       # (N, 10)
+    order = most_confident_mistakes(probabilities, test.labels)
+    if len(order) == 0:
+        raise PlotError(f"{name} classifies every {model.dataset} test image correctly; no mistakes to show")
+    shown = order[:count]
+    class_names = model.class_names
+    tiles = test.images[shown].reshape(len(shown), 28, 28).astype(np.float32)
+    mosaic, anchors = tile_mosaic(tiles, MISTAKE_COLUMNS, MISTAKE_CELL)
+    fig, ax = _mosaic_axes(mpl.new_figure, mosaic, MISTAKE_TILE_INCHES / 28)
+    # Dark ink on white: MNIST digits as written, Fashion-MNIST items as in the shop photos they came from.
+    ax.imshow(mosaic, cmap=mpl.colormaps["gray_r"].with_extremes(bad="white"), vmin=0, vmax=255,
+              interpolation="nearest")
+    for i, (x, y) in zip(shown, anchors):
+        predicted = int(probabilities[i].argmax())
+        ax.text(x, y - 1, f"true {class_names[test.labels[i]]}\npred {class_names[predicted]}\n"
+                          f"{100 * probabilities[i, predicted]:.1f} % sure", ha="center", va="bottom", fontsize=8)
+    _grid_title(fig, f"Mistakes of {name} ({_describe(model)}): {len(order):,} of {len(test):,} test images "
+                     f"are misclassified;\nhere are the {len(shown)} the model is surest about, surest first "
+                     f"(true class, predicted class and its probability)")
+    return _render(fig, fmt)

@@ -1,0 +1,120 @@
+"""`mlknobs eval` through the real CLI on a model trained on real MNIST."""
+
+from __future__ import annotations
+
+import json
+import re
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mlknobs.cli import cli
+from mlknobs.config import TrainConfig
+from mlknobs.data.datasets import FASHION_MNIST
+from mlknobs.io.modelfile import load_model, save_model
+
+pytestmark = pytest.mark.real_data
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def strict_json(text: str):
+    """Parse JSON refusing NaN and Infinity, which are not JSON."""
+    def refuse(token):
+        raise ValueError(f"not valid JSON: {token}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_eval_json_schema_and_numbers(small_model_path, mnist_data_dir):
+    result = run("eval", "--model", small_model_path, "--data-dir", mnist_data_dir, "--json")
+    assert result.exit_code == 0, result.output
+    report = strict_json(result.stdout)
+    model = load_model(small_model_path)
+    assert report["accuracy"] == model.results["test_accuracy"]
+    assert report["n"] == 10_000 and report["dataset"] == "mnist" and report["split"] == "test"
+    assert isinstance(report["loss"], float) and report["loss"] > 0
+    confusion = np.array(report["confusion"])
+    assert confusion.shape == (10, 10) and confusion.sum() == report["n"]
+    assert np.trace(confusion) / report["n"] == report["accuracy"]
+    assert [c["label"] for c in report["per_class"]] == list(range(10))
+    for c in report["per_class"]:
+        assert set(c) == {"label", "name", "precision", "recall", "f1", "support"}
+        assert c["name"] == str(c["label"])
+        assert c["support"] == confusion[c["label"]].sum()
+        assert c["recall"] == pytest.approx(confusion[c["label"], c["label"]] / c["support"])
+    assert sum(c["support"] for c in report["per_class"]) == report["n"]
+    top = report["most_confused"][0]
+    assert top["count"] == max(confusion[t, p] for t in range(10) for p in range(10) if t != p)
+
+
+def test_eval_text_report(small_model_path, mnist_data_dir):
+    result = run("eval", "--model", small_model_path, "--data-dir", mnist_data_dir)
+    assert result.exit_code == 0, result.output
+    accuracy = load_model(small_model_path).results["test_accuracy"]
+    text = result.stdout
+    assert f"accuracy   {accuracy * 100:.2f} %" in text
+    assert "10,000 images" in text
+    for heading in ("precision", "recall", "F1", "support", "confusion matrix", "most confused"):
+        assert heading in text
+    # Ten rows of the confusion matrix, each with ten cells that add up to the class's support.
+    rows = [line for line in text.splitlines() if re.fullmatch(r"\d( +([\d,]+|\.)){10}", line)]
+    assert len(rows) == 10
+    counts = [[0 if cell == "." else int(cell.replace(",", "")) for cell in row.split()[1:]] for row in rows]
+    assert sum(map(sum, counts)) == 10_000
+
+
+def test_eval_on_the_training_split(small_model_path, mnist_data_dir):
+    result = run("eval", "--model", small_model_path, "--data-dir", mnist_data_dir, "--split", "train", "--json")
+    assert result.exit_code == 0, result.output
+    report = strict_json(result.stdout)
+    assert report["split"] == "train" and report["n"] == 60_000
+
+
+def test_a_class_never_predicted_keeps_json_valid(small_model_path, mnist_data_dir, tmp_path):
+    """A model that always answers 3: precision 0/0 for the other classes is reported as 0.0."""
+    model = load_model(small_model_path)
+    model.params.w2[:] = 0
+    model.params.b2[:] = 0
+    model.params.b2[3] = 10
+    always_three = tmp_path / "always3.npz"
+    save_model(always_three, model)
+    result = run("eval", "--model", always_three, "--data-dir", mnist_data_dir, "--json")
+    assert result.exit_code == 0, result.output
+    report = strict_json(result.stdout)
+    for c in report["per_class"]:
+        if c["label"] != 3:
+            assert (c["precision"], c["recall"], c["f1"]) == (0.0, 0.0, 0.0)
+    assert report["per_class"][3]["recall"] == 1.0
+    text = run("eval", "--model", always_three, "--data-dir", mnist_data_dir)
+    assert text.exit_code == 0 and "nan" not in text.stdout.lower()
+
+
+def test_eval_reads_the_models_own_dataset(small_model_path, shared_data, tmp_path):
+    """A Fashion-MNIST model is evaluated on Fashion-MNIST with its class names."""
+    shared = shared_data
+    if not (shared / "fashion-mnist").is_dir():
+        pytest.skip("no Fashion-MNIST in the shared mirror")
+    model = load_model(small_model_path)
+    model.config = TrainConfig(**{**model.config.to_dict(), "dataset": "fashion-mnist"})
+    model.class_names = list(FASHION_MNIST.class_names)
+    fashion = tmp_path / "fashion.npz"
+    save_model(fashion, model)
+    result = run("eval", "--model", fashion, "--data-dir", tmp_path / "data", "--mirror", shared, "--json")
+    assert result.exit_code == 0, result.output
+    report = strict_json(result.stdout)
+    assert report["dataset"] == "fashion-mnist"
+    assert [c["name"] for c in report["per_class"]] == list(FASHION_MNIST.class_names)
+    text = run("eval", "--model", fashion, "--data-dir", tmp_path / "data").stdout
+    assert "9 Ankle boot" in text
+
+
+def test_eval_without_a_model_points_to_train(tmp_path):
+    result = run("eval", "--model", tmp_path / "missing.npz", "--data-dir", tmp_path)
+    assert result.exit_code == 1
+    assert "mlknobs train" in result.output and "Traceback" not in result.output
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not a zip")
+    result = run("eval", "--model", broken, "--data-dir", tmp_path)
+    assert result.exit_code == 1 and "not an mlknobs model file" in result.output

@@ -1,0 +1,170 @@
+"""`mlknobs train` and `mlknobs info` through the real CLI on real MNIST."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import mlknobs.training.loop
+from mlknobs.cli import cli
+from mlknobs.io.modelfile import load_model
+
+
+def run(*args, **kwargs):
+    return CliRunner().invoke(cli, [str(a) for a in args], **kwargs)
+
+
+def train_args(data_dir, out, *extra):
+    return ["train", "--hidden-size", "16", "--epochs", "2", "--lr", "0.5",
+            "--data-dir", data_dir, "--out", out, "--quiet", *extra]
+
+
+def test_train_json_reports_results_and_saves_the_model(mnist_data_dir, tmp_path):
+    out = tmp_path / "m.npz"
+    result = run(*train_args(mnist_data_dir, out, "--json", "--val-size", "5000"))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert {"test_accuracy", "test_loss", "epochs", "seconds", "model", "history"} <= set(report)
+    assert 0.85 < report["test_accuracy"] <= 1 and report["epochs"] == 2 and report["model"] == str(out)
+    assert len(report["history"]) == 2 and "val_accuracy" in report["history"][0]
+    model = load_model(out)
+    assert model.results["test_accuracy"] == report["test_accuracy"]
+    assert model.config.hidden_size == 16 and model.config.val_size == 5000
+    assert not (tmp_path / "m.ckpt.npz").exists()     # the checkpoint goes once the model is saved
+
+
+def test_train_prints_epoch_lines_and_the_test_accuracy(mnist_data_dir, tmp_path):
+    args = [a for a in train_args(mnist_data_dir, tmp_path / "m.npz") if a != "--quiet"]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    assert "epoch 1/2" in result.stderr and "epoch 2/2" in result.stderr
+    assert "test accuracy" in result.stdout
+
+
+def test_environment_variables_set_the_defaults(mnist_data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLKNOBS_DATA_DIR", str(mnist_data_dir))
+    monkeypatch.setenv("MLKNOBS_MODEL", str(tmp_path / "env.npz"))
+    result = run("train", "--hidden-size", "8", "--epochs", "1", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "env.npz").exists()
+    assert "env.npz" in run("info").stdout
+
+
+def test_info_describes_the_model(mnist_data_dir, tmp_path):
+    out = tmp_path / "m.npz"
+    assert run(*train_args(mnist_data_dir, out)).exit_code == 0
+    text = run("info", out)
+    assert text.exit_code == 0
+    assert "784 -> 16 sigmoid -> 10 softmax" in text.stdout and "test" in text.stdout
+    data = json.loads(run("info", out, "--json").stdout)
+    assert data["architecture"]["hidden_size"] == 16 and len(data["history"]) == 2
+    assert data["config"]["learning_rate"] == 0.5 and "test_accuracy" in data
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(mnist_data_dir, tmp_path, monkeypatch):
+    whole = tmp_path / "whole.npz"
+    assert run(*train_args(mnist_data_dir, whole, "--epochs", "3")).exit_code == 0
+
+    out = tmp_path / "m.npz"
+    real_run_epoch = mlknobs.training.loop._run_epoch
+
+    def ctrl_c_in_epoch_3(*args, **kwargs):
+        epoch = args[9]
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_run_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(mlknobs.training.loop, "_run_epoch", ctrl_c_in_epoch_3)
+    result = run(*train_args(mnist_data_dir, out, "--epochs", "3"))
+    assert result.exit_code == 130
+    assert "epoch 2 of 3" in result.stderr and "mlknobs train --resume" in result.stderr
+    assert "Traceback" not in result.output
+    assert not out.exists() and (tmp_path / "m.ckpt.npz").exists()
+
+    monkeypatch.setattr(mlknobs.training.loop, "_run_epoch", real_run_epoch)
+    clash = run("train", "--resume", "--lr", "0.1", "--data-dir", mnist_data_dir, "--out", out)
+    assert clash.exit_code == 1 and "learning_rate" in clash.stderr
+
+    result = run("train", "--resume", "--data-dir", mnist_data_dir, "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    a, b = load_model(whole), load_model(out)
+    for name, array in a.params.arrays().items():
+        np.testing.assert_array_equal(getattr(b.params, name), array)
+    assert not (tmp_path / "m.ckpt.npz").exists()
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path):
+    result = run("train", "--resume", "--out", tmp_path / "m.npz")
+    assert result.exit_code == 1 and "nothing to resume" in result.stderr
+
+
+def test_a_huge_learning_rate_exits_1_and_leaves_the_old_model_untouched(mnist_data_dir, tmp_path):
+    out = tmp_path / "m.npz"
+    assert run(*train_args(mnist_data_dir, out, "--epochs", "1")).exit_code == 0
+    before = out.read_bytes()
+    result = run(*train_args(mnist_data_dir, out, "--lr", "1000"))
+    assert result.exit_code == 1
+    assert "smaller learning rate" in result.stderr and "Traceback" not in result.output
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
+
+
+@pytest.mark.parametrize("args", [["--epochs", "0"], ["--lr", "-1"], ["--momentum", "1"],
+                                  ["--loss", "hinge"], ["--schedule", "warp"]])
+def test_bad_options_are_usage_errors(args, tmp_path):
+    result = run("train", "--out", tmp_path / "m.npz", *args)
+    assert result.exit_code == 2
+
+
+def test_invalid_combinations_are_one_line_errors(tmp_path):
+    result = run("train", "--out", tmp_path / "m.npz", "--early-stopping", "3")
+    assert result.exit_code == 1 and "validation" in result.stderr
+
+
+@pytest.mark.real_data
+def test_default_three_epochs_reach_98_percent_on_real_mnist(mnist_data_dir, tmp_path):
+    """The README's promise: `mlknobs train --epochs 3` with defaults, measured on the real test set."""
+    result = run("train", "--epochs", "3", "--data-dir", mnist_data_dir, "--out", tmp_path / "m.npz",
+                 "--json", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["test_accuracy"] >= 0.98
+
+
+def test_an_interrupted_runs_checkpoint_is_not_silently_replaced(mnist_data_dir, tmp_path):
+    out = tmp_path / "m.npz"
+    checkpoint = tmp_path / "m.ckpt.npz"
+    checkpoint.write_bytes(b"an interrupted run's state")
+    result = run(*train_args(mnist_data_dir, out))
+    assert result.exit_code == 1 and "--resume" in result.stderr and "--fresh" in result.stderr
+    assert checkpoint.read_bytes() == b"an interrupted run's state"
+    result = run(*train_args(mnist_data_dir, out, "--fresh"))
+    assert result.exit_code == 0, result.output
+    assert out.exists() and not checkpoint.exists()
+
+
+def test_output_paths_are_checked_before_training(mnist_data_dir, tmp_path):
+    result = run(*train_args(mnist_data_dir, tmp_path / "missing" / "m.npz"))
+    assert result.exit_code == 1 and "does not exist" in result.stderr and "Traceback" not in result.output
+    out = tmp_path / "m.npz"
+    for snapshots, message in ((out, "must be a .gif"), (tmp_path / "m.ckpt.npz", "must be a .gif"),
+                               (tmp_path / "w.png", "must be a .gif")):
+        result = run(*train_args(mnist_data_dir, out, "--snapshots", snapshots))
+        assert result.exit_code == 2 and message in result.output
+    assert not out.exists()
+
+
+def test_a_batch_larger_than_the_data_allocates_only_what_the_data_needs(mnist_data_dir, tmp_path):
+    result = run(*train_args(mnist_data_dir, tmp_path / "m.npz", "--batch-size", "10000000000", "--epochs", "1"))
+    assert result.exit_code == 0, result.output
+
+
+def test_a_tiny_learning_rate_is_slow_not_collapsed(mnist_data_dir, tmp_path):
+    result = run(*train_args(mnist_data_dir, tmp_path / "m.npz", "--lr", "1e-5", "--epochs", "1"))
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("args", [["--lr", "nan"], ["--weight-decay", "inf"]])
+def test_non_finite_knobs_are_usage_errors(args, tmp_path):
+    result = run("train", "--out", tmp_path / "m.npz", *args)
+    assert result.exit_code == 2 and "not a finite number" in result.output

@@ -1,0 +1,104 @@
+"""The training loop: determinism, exact resume, early stopping and the divergence guards."""
+
+import numpy as np
+import pytest
+
+from mlknobs.config import TrainConfig
+from mlknobs.data.splits import Split, load_split
+from mlknobs.errors import TrainingDiverged
+from mlknobs.nn.evaluate import accuracy_and_loss
+from mlknobs.io.modelfile import load_checkpoint
+from mlknobs.training.loop import TrainingInterrupted, fit
+
+CLASSES = [str(d) for d in range(10)]
+
+
+@pytest.fixture(scope="module")
+def mnist_small(mnist_data_dir):
+    """The first 6000 training and 2000 test digits of real MNIST: enough to learn, fast to run."""
+    train = load_split("mnist", "train", mnist_data_dir)
+    test = load_split("mnist", "test", mnist_data_dir)
+    return Split(train.images[:6000], train.labels[:6000]), Split(test.images[:2000], test.labels[:2000])
+
+
+def small_config(**knobs) -> TrainConfig:
+    return TrainConfig(**{"epochs": 3, "hidden_size": 16, "learning_rate": 0.5, **knobs})
+
+
+def test_training_learns_and_records_history(mnist_small):
+    model = fit(small_config(val_size=1000), *mnist_small, CLASSES, progress=False)
+    assert model.results["test_accuracy"] > 0.8
+    assert [e["epoch"] for e in model.history] == [1, 2, 3]
+    assert model.history[-1]["train_loss"] < model.history[0]["train_loss"]
+    assert {"train_loss", "train_accuracy", "val_accuracy", "val_loss", "learning_rate", "seconds"} \
+        <= set(model.history[0])
+
+
+def test_same_seed_same_weights_other_seed_other_weights(mnist_small):
+    a = fit(small_config(epochs=1), *mnist_small, CLASSES, progress=False).params
+    b = fit(small_config(epochs=1), *mnist_small, CLASSES, progress=False).params
+    c = fit(small_config(epochs=1, seed=1), *mnist_small, CLASSES, progress=False).params
+    for name, array in a.arrays().items():
+        np.testing.assert_array_equal(array, getattr(b, name))
+    assert not np.array_equal(a.w1, c.w1)
+
+
+@pytest.mark.parametrize("knobs", [{}, {"val_size": 1000, "early_stopping": 5, "nesterov": True,
+                                        "weight_decay": 1e-4, "schedule": "cosine"}])
+def test_resume_after_ctrl_c_ends_with_bit_identical_weights(mnist_small, tmp_path, knobs):
+    config = small_config(**knobs)
+    uninterrupted = fit(config, *mnist_small, CLASSES, progress=False)
+
+    checkpoint = tmp_path / "model.ckpt.npz"
+
+    def ctrl_c_in_epoch_2(epoch, batch, batches, params):
+        if epoch == 1 and batch == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted) as interrupted:
+        fit(config, *mnist_small, CLASSES, checkpoint=checkpoint, progress=False, on_batch=ctrl_c_in_epoch_2)
+    assert interrupted.value.epochs_done == 1 and interrupted.value.checkpoint == checkpoint
+    assert "epoch 1 of 3" in str(interrupted.value)
+
+    resumed = fit(config, *mnist_small, CLASSES, checkpoint=checkpoint,
+                  resume=load_checkpoint(checkpoint), progress=False)
+    for name, array in uninterrupted.params.arrays().items():
+        np.testing.assert_array_equal(getattr(resumed.params, name), array)
+    assert [e["train_loss"] for e in resumed.history] == [e["train_loss"] for e in uninterrupted.history]
+    assert resumed.results["test_accuracy"] == uninterrupted.results["test_accuracy"]
+
+
+def test_interrupt_before_the_first_epoch_saves_nothing(mnist_small, tmp_path):
+    def ctrl_c(epoch, batch, batches, params):
+        raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted, match="nothing was saved") as interrupted:
+        fit(small_config(), *mnist_small, CLASSES, checkpoint=tmp_path / "c.npz", progress=False, on_batch=ctrl_c)
+    assert interrupted.value.checkpoint is None and not (tmp_path / "c.npz").exists()
+
+
+def test_early_stopping_keeps_the_best_validation_epoch(mnist_small):
+    # A constant, too-large learning rate makes validation accuracy wander, so stopping kicks in.
+    config = small_config(epochs=12, val_size=1000, early_stopping=1, schedule="constant", learning_rate=3.0)
+    model = fit(config, *mnist_small, CLASSES, progress=False)
+    val_accuracies = [e["val_accuracy"] for e in model.history]
+    best_epoch = model.results["best_epoch"]
+    assert val_accuracies[best_epoch - 1] == max(val_accuracies)
+    assert model.results["stopped_early"] and len(model.history) < 12
+    assert len(model.history) == best_epoch + 1     # patience 1: one epoch without gain, then stop
+    train, _ = mnist_small
+    val_images, val_labels = train.images[-1000:], train.labels[-1000:]
+    accuracy, _ = accuracy_and_loss(model.params, "cross-entropy", model.scaling, val_images, val_labels)
+    assert accuracy == max(val_accuracies)
+
+
+@pytest.mark.parametrize("loss", ["cross-entropy", "mse"])
+def test_a_huge_learning_rate_stops_with_advice(mnist_small, loss):
+    with pytest.raises(TrainingDiverged, match="smaller learning rate"):
+        fit(small_config(learning_rate=1000.0, loss=loss), *mnist_small, CLASSES, progress=False)
+
+
+def test_on_epoch_reports_every_epoch(mnist_small):
+    seen = []
+    fit(small_config(epochs=2), *mnist_small, CLASSES, progress=False, on_epoch=seen.append)
+    assert [e["epoch"] for e in seen] == [1, 2]
