@@ -18,7 +18,7 @@ from mlknobs.data.splits import load_split
 from mlknobs.data.datasets import FASHION_MNIST
 from mlknobs.vision.images import read_input
 from mlknobs.io.modelfile import load_model, save_model
-from test_images import bad_inputs, enlarged, encode, noisy, on_paper, rgba_transparent, u8
+from pictures import bad_inputs, enlarged, encode, noisy, on_paper, rgba_transparent, u8
 
 pytestmark = pytest.mark.real_data
 
