@@ -152,9 +152,8 @@ def _unique(items) -> list:
 # --- machine ----------------------------------------------------------------------------------------
 
 def machine_info() -> dict:
-    from threadpoolctl import threadpool_info
-
     import numpy  # noqa: F401  (loaded so threadpool_info sees its BLAS)
+    from threadpoolctl import threadpool_info
 
     info = {"cpu": _cpu_model(), "logical_cores": os.cpu_count(), "usable_cores": usable_cores(),
             "physical_cores": None, "memory_gib": None, "platform": platform.platform(),

@@ -125,7 +125,7 @@ def _load_mnist(job: dict):
 def run_mlknobs(conn, job: dict) -> None:
     """mlknobs.training.loop.fit itself; epoch times are fit's own per-epoch 'seconds' from its history.
 
-    fit drives its own epoch loop, so the interleaving happens in its on_epoch callback: after each
+    fit drives its own epoch loop, so the interleaving happens in its callback's epoch events: after each
     epoch it reports and waits for the parent's next "epoch". The wait lies outside the timed span.
     """
     try:
@@ -143,14 +143,17 @@ def run_mlknobs(conn, job: dict) -> None:
                              threads=job["threads"])
         conn.send({"ready": True, "base_rss_mb": peak_rss_mb(), "info": {"dtype": "float32"}})
 
-        def on_epoch(entry: dict) -> None:
+        def on_epoch(progress) -> None:
+            if progress.event != "epoch":
+                return
+            entry = progress.entry
             conn.send({"seconds": entry["seconds"], "train_loss": entry["train_loss"],
                        "train_accuracy": entry["train_accuracy"]})
             if entry["epoch"] < config.epochs:
                 _expect(conn, "epoch")
 
         _expect(conn, "epoch")
-        model = fit(config, train, test, get_dataset("mnist").class_names, progress=False, on_epoch=on_epoch)
+        model = fit(config, train, test, get_dataset("mnist").class_names, callback=on_epoch)
         _expect(conn, "finish")
         if job.get("save_model"):
             save_model(job["save_model"], model)

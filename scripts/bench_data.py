@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlknobs.data.splits import load_split
 from mlknobs.data.datasets import DATASETS, get_dataset
 from mlknobs.data.download import ensure_dataset
+from mlknobs.data.splits import load_split
 
 DEFAULT_MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -1,7 +1,7 @@
 """How well does `mlknobs predict` read users' pictures? MNIST test digits redrawn as pictures.
 
-Each test digit (or Fashion-MNIST item, with --dataset) is redrawn in several styles a user's picture might have (enlarged on a bigger
-canvas, off-centre, dark ink on light paper, JPEG, transparency, palette, 16-bit, paper noise,
+Each test digit (or Fashion-MNIST item, with --dataset) is redrawn in several styles a user's
+picture might have (enlarged on a bigger canvas, off-centre, dark ink on light paper, JPEG, transparency, palette, 16-bit, paper noise,
 coloured ink on a photo of paper), encoded to the file format, and read back through the same
 library function `predict` uses (mlknobs.vision.images.read_input). The accuracy per style is compared
 with `eval`'s accuracy on the same raw digits; the target is to stay within 1.5 points.
@@ -25,12 +25,12 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from mlknobs.config import TrainConfig
-from mlknobs.data.splits import load_split
 from mlknobs.data.datasets import get_dataset
-from mlknobs.vision.images import read_input
+from mlknobs.data.splits import load_split
 from mlknobs.io.modelfile import load_model
 from mlknobs.nn.model import Model
 from mlknobs.training.loop import fit
+from mlknobs.vision.images import read_input
 
 
 def enlarged(digit: np.ndarray, rng: np.random.Generator, canvas_range=(1.3, 2.5)) -> tuple[np.ndarray, tuple]:

@@ -5,6 +5,10 @@ repeating. `server.serve("/mnist/x.gz", data, "cut", "normal")` cuts the first r
 then serves normally (a Range request gets 206 and only the rest). Every request is logged with its
 Range header, the status sent and how many body bytes went out, so a test can check what the
 client asked for and what it received.
+
+Some behaviours are hostile on purpose (a byte at a time, endless bodies, a false huge
+Content-Length): they stop as soon as the client hangs up or the fixture's teardown begins, and
+never hold more than one small block in memory.
 """
 
 from __future__ import annotations
@@ -19,6 +23,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 REQUEST_TIMEOUT = 5.0
 # Longest a "stall" response stays silent; the fixture's teardown ends it at once.
 STALL_SECONDS = 5.0
+# Seconds between two bytes of a "trickle" or "trickle-headers" response (50 bytes/s).
+TRICKLE_INTERVAL = 0.02
+# A "slow" response takes about this long, sent in SLOW_PIECES pieces: slow but honest.
+SLOW_SECONDS = 0.4
+SLOW_PIECES = 8
+# What an "endless" or "huge-length" response repeats until the client hangs up.
+ENDLESS_BLOCK = b"\0" * (1 << 16)
+HUGE_LENGTH = 1 << 40   # the false Content-Length of "huge-length": 1 TiB
 
 HTML_PAGE = (b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head>"
              b"<body><p>Please sign in to continue.</p></body></html>\n")
@@ -34,6 +46,11 @@ BEHAVIOURS = {
     "gzip-encoded": "the body unchanged but labelled Content-Encoding: gzip, as S3 does for .gz objects",
     "ignore-range": "always 200 with the whole body, whatever Range asked for",
     "stall": "send the headers, then stay silent until the client gives up",
+    "trickle": "send the headers, then the body one byte every TRICKLE_INTERVAL seconds",
+    "trickle-headers": "send the status line, then header bytes one at a time, never finishing",
+    "endless": "200 without Content-Length, then zero bytes until the client hangs up",
+    "huge-length": "200 announcing a 1 TiB Content-Length, then zero bytes until the client hangs up",
+    "slow": "the whole body with its length, in SLOW_PIECES pieces over SLOW_SECONDS",
 }
 
 
@@ -43,7 +60,7 @@ class LoggedRequest:
     range: str | None   # the Range header the client sent
     behaviour: str
     status: int
-    body_bytes: int     # how many body bytes the server sent
+    body_bytes: int     # how many body bytes the server sent (-1: as many as the client took)
 
 
 class LoopbackServer:
@@ -148,6 +165,8 @@ class _Handler(BaseHTTPRequestHandler):
             for i in range(len(damaged) // 2, len(damaged), max(1, len(damaged) // 8)):
                 damaged[i] ^= 0xFF
             self._send(behaviour, 200, bytes(damaged))
+        elif behaviour in ("trickle", "trickle-headers", "endless", "huge-length", "slow"):
+            self._stream(owner, body, behaviour)
         elif behaviour in ("cut", "stall"):
             sent = len(body) // 2 if behaviour == "cut" else 0
             self._record(behaviour, 200, sent)
@@ -171,6 +190,37 @@ class _Handler(BaseHTTPRequestHandler):
                 start, end = wanted
                 self._send(behaviour, 206, body[start:end + 1],
                            extra_headers={**extra, "Content-Range": f"bytes {start}-{end}/{len(body)}"})
+
+    def _stream(self, owner: LoopbackServer, body: bytes, behaviour: str) -> None:
+        """The behaviours that send over time; each ends early once the fixture is stopping."""
+        self.close_connection = True
+        if behaviour == "trickle-headers":
+            self._record(behaviour, 200, 0)
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nX-Slow: ")
+            while not owner._stopping.wait(TRICKLE_INTERVAL):
+                self.wfile.write(b"a")   # a header line that never ends; raises once the client hangs up
+            return
+        endless = behaviour in ("endless", "huge-length")
+        self._record(behaviour, 200, -1 if endless else len(body))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        if behaviour != "endless":
+            self.send_header("Content-Length", str(HUGE_LENGTH if endless else len(body)))
+        self.end_headers()
+        if endless:
+            while not owner._stopping.is_set():
+                self.wfile.write(ENDLESS_BLOCK)
+        elif behaviour == "trickle":
+            for i in range(len(body)):
+                if owner._stopping.wait(TRICKLE_INTERVAL):
+                    return
+                self.wfile.write(body[i:i + 1])
+        else:
+            piece = -(-len(body) // SLOW_PIECES)
+            for start in range(0, len(body), piece):
+                if owner._stopping.wait(SLOW_SECONDS / SLOW_PIECES):
+                    return
+                self.wfile.write(body[start:start + piece])
 
     def _send(self, behaviour: str, status: int, payload: bytes, content_type: str = "application/octet-stream",
               extra_headers: dict[str, str] | None = None) -> None:

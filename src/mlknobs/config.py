@@ -1,13 +1,35 @@
-"""The training knobs as one frozen, validated dataclass; saved as JSON inside every model file."""
+"""The training settings: their names, choices, defaults and limits, in one frozen dataclass.
+
+This is the one source of truth: the CLI reads its option defaults and choices from here, the
+library validates with it, and every model file stores it as JSON. It imports no NumPy, so that
+`mlknobs --help` stays fast; the NumPy registries (nn.losses.LOSSES, nn.schedules.SCHEDULES)
+check at import that they hold exactly the names listed here.
+
+Settings (hyperparameters) are not knobs: the knobs are the weights and biases that training turns.
+"""
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, fields
 
 from mlknobs.data.datasets import DATASETS
-from mlknobs.nn.losses import LOSSES
-from mlknobs.nn.optim import SCHEDULES
+from mlknobs.errors import SettingsError
+
+LOSS_NAMES = ("cross-entropy", "mse")
+SCHEDULE_NAMES = ("constant", "step", "cosine", "one-cycle")
+DATASET_NAMES = tuple(DATASETS)
+MAX_HIDDEN_SIZE = 65_536        # 784 x 65,536 float32 weights are 205 MB; far beyond any use here
+MAX_BATCH_SIZE = 65_536
+
+
+def max_threads() -> int:
+    """BLAS threads beyond the cores this process may use only slow training down."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):
+        return max(os.cpu_count() or 1, 1)
 
 
 @dataclass(frozen=True)
@@ -28,40 +50,56 @@ class TrainConfig:
     dataset: str = "mnist"
 
     def __post_init__(self):
-        problems = []
-        for name in ("epochs", "hidden_size", "batch_size", "threads"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                problems.append(f"{name} must be a whole number >= 1")
-        for name in ("val_size", "early_stopping", "seed"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                problems.append(f"{name} must be a whole number >= 0")
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            problems.append("learning_rate must be a positive number")
-        if not (0 <= self.momentum < 1):
-            problems.append("momentum must be in [0, 1)")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            problems.append("weight_decay must be >= 0")
-        if self.nesterov and self.momentum == 0:
-            problems.append("nesterov needs a momentum > 0")
-        if self.schedule not in SCHEDULES:
-            problems.append(f"schedule must be one of {', '.join(SCHEDULES)}")
-        if self.loss not in LOSSES:
-            problems.append(f"loss must be one of {', '.join(LOSSES)}")
-        if self.dataset not in DATASETS:
-            problems.append(f"dataset must be one of {', '.join(DATASETS)}")
-        if self.early_stopping and not self.val_size:
-            problems.append("early stopping needs a validation set (val_size > 0)")
+        problems = list(self._problems())
         if problems:
-            raise ValueError("invalid training settings: " + "; ".join(problems))
+            raise SettingsError(problems)
+
+    def _problems(self):
+        """(setting, what is wrong) pairs; the text names settings as {setting} placeholders."""
+        for name, low, high in (("epochs", 1, 1_000_000), ("hidden_size", 1, MAX_HIDDEN_SIZE),
+                                ("batch_size", 1, MAX_BATCH_SIZE), ("threads", 1, 1024),
+                                ("val_size", 0, None), ("early_stopping", 0, None), ("seed", 0, 2**63 - 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low \
+                    or (high is not None and value > high):
+                limit = f"from {low} to {high:,}" if high is not None else f">= {low}"
+                yield name, f"{{{name}}} must be a whole number {limit}"
+        for name in ("learning_rate", "momentum", "weight_decay"):
+            if not isinstance(getattr(self, name), (int, float)) or isinstance(getattr(self, name), bool):
+                yield name, f"{{{name}}} must be a number"
+                return
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            yield "learning_rate", "{learning_rate} must be a positive number"
+        if not (0 <= self.momentum < 1):
+            yield "momentum", "{momentum} must be in [0, 1)"
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            yield "weight_decay", "{weight_decay} must be >= 0"
+        if not isinstance(self.nesterov, bool):
+            yield "nesterov", "{nesterov} must be true or false"
+        elif self.nesterov and self.momentum == 0:
+            yield "nesterov", "{nesterov} needs a {momentum} above 0"
+        for name, choices in (("schedule", SCHEDULE_NAMES), ("loss", LOSS_NAMES), ("dataset", DATASET_NAMES)):
+            if getattr(self, name) not in choices:
+                yield name, f"{{{name}}} must be one of {', '.join(choices)}"
+        if self.early_stopping and not self.val_size:
+            yield "early_stopping", "{early_stopping} needs a validation set ({val_size} above 0)"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict) -> TrainConfig:
         """Build from saved JSON; unknown keys (from a newer mlknobs) are an error, missing ones default."""
+        if not isinstance(data, dict):
+            raise SettingsError([("config", "the saved settings are not an object")])
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown training settings: {', '.join(unknown)}")
+            raise SettingsError([(None, f"unknown training settings: {', '.join(map(str, unknown))}")])
         return cls(**data)
+
+    def replace(self, **changes) -> TrainConfig:
+        return type(self)(**{**self.to_dict(), **changes})
+
+
+DEFAULTS = TrainConfig()

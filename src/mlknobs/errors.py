@@ -1,8 +1,43 @@
-"""The exception types the library raises; the CLI turns each into a one-line message."""
+"""The exception types the library raises.
+
+Errors carry the facts as fields (the learning rate that diverged, the checkpoint that is in the
+way); the CLI turns them into a one-line message and words the hint in its own terms (option
+names, commands), so the library never speaks CLI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 
 class MlknobsError(Exception):
     """Base class: anything a user can act on, reported without a traceback."""
+
+
+class SettingsError(MlknobsError, ValueError):
+    """Training settings that cannot work together or at all.
+
+    `problems` holds (setting, text) pairs; the text names settings as {setting} placeholders so
+    that the library can say `val_size` and the CLI `--val-size`.
+    """
+
+    def __init__(self, problems):
+        self.problems = [(setting, text) for setting, text in problems]
+        super().__init__(self.describe())
+
+    def describe(self, name_of=lambda setting: setting) -> str:
+        texts = [_fill(text, name_of) for _, text in self.problems]
+        return "invalid training settings: " + "; ".join(texts)
+
+    @property
+    def settings(self) -> list[str]:
+        return [setting for setting, _ in self.problems if setting]
+
+
+def _fill(text: str, name_of) -> str:
+    import re
+
+    return re.sub(r"\{(\w+)\}", lambda m: name_of(m.group(1)), text)
 
 
 class DataFormatError(MlknobsError, ValueError):
@@ -14,11 +49,59 @@ class DownloadError(MlknobsError):
 
 
 class ModelFileError(MlknobsError, ValueError):
-    """A model or checkpoint file is missing, of an unknown version, or inconsistent."""
+    """A model or checkpoint file is missing, damaged, foreign, or of an unknown version."""
+
+
+class ModelFileMissing(ModelFileError):
+    """There is no model file at `path` (the CLI suggests training one)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        super().__init__(f"no model file at {path}")
 
 
 class TrainingDiverged(MlknobsError):
-    """The loss or the weights stopped being finite or blew up during training."""
+    """The loss or the weights stopped being finite, blew up, or the sigmoids saturated."""
+
+    def __init__(self, message: str, learning_rate: float):
+        super().__init__(message)
+        self.learning_rate = learning_rate
+
+
+class TrainingInterrupted(MlknobsError):
+    """Ctrl-C during training. `checkpoint` holds the last completed epoch, if any."""
+
+    def __init__(self, message: str, checkpoint: Path | None = None, epochs_done: int = 0):
+        super().__init__(message)
+        self.checkpoint = checkpoint
+        self.epochs_done = epochs_done
+
+
+class RunStateError(MlknobsError):
+    """A run cannot start because of what its output's checkpoint says (or lacks)."""
+
+
+class InterruptedRunExists(RunStateError):
+    """`checkpoint` holds an interrupted run; the caller must resume it or start afresh."""
+
+    def __init__(self, checkpoint: Path):
+        self.checkpoint = Path(checkpoint)
+        super().__init__(f"{checkpoint} holds an interrupted run")
+
+
+class NothingToResume(RunStateError):
+    def __init__(self, checkpoint: Path):
+        self.checkpoint = Path(checkpoint)
+        super().__init__(f"nothing to resume: no checkpoint at {checkpoint}")
+
+
+class ResumeSettingsDiffer(RunStateError):
+    """A resumed run continues with its saved settings; `differences` maps setting -> (saved, given)."""
+
+    def __init__(self, differences: dict):
+        self.differences = dict(differences)
+        listed = ", ".join(f"{k} (saved {s!r}, given {g!r})" for k, (s, g) in self.differences.items())
+        super().__init__(f"a resumed run continues with its checkpoint's settings; these differ: {listed}")
 
 
 class ImageError(MlknobsError, ValueError):
@@ -29,14 +112,13 @@ class PlotError(MlknobsError):
     """A picture cannot be drawn or written (missing matplotlib, unwritable path, nothing to plot)."""
 
 
+class MissingExtra(MlknobsError):
+    """An optional feature's packages are not installed; `extra` names the pip extra that brings them."""
+
+    def __init__(self, feature: str, extra: str, module: str):
+        self.feature, self.extra, self.module = feature, extra, module
+        super().__init__(f"{feature} needs {module}, which is not installed")
+
+
 class OutputError(MlknobsError):
     """An output file (model, checkpoint, picture) cannot be written where the user asked."""
-
-
-class TrainingInterrupted(MlknobsError):
-    """Ctrl-C during training. `checkpoint` holds the last completed epoch, if any."""
-
-    def __init__(self, message: str, checkpoint=None, epochs_done: int = 0):
-        super().__init__(message)
-        self.checkpoint = checkpoint
-        self.epochs_done = epochs_done

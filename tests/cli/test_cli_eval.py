@@ -1,23 +1,20 @@
-"""`mlknobs eval` through the real CLI on a model trained on real MNIST."""
+"""`mlknobs eval` through the real CLI on a small model trained on the synthetic digits."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+from dataclasses import replace
+
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from clirun import run
 
-from mlknobs.cli import cli
 from mlknobs.config import TrainConfig
+from mlknobs.data import datasets
 from mlknobs.data.datasets import FASHION_MNIST
 from mlknobs.io.modelfile import load_model, save_model
-
-pytestmark = pytest.mark.real_data
-
-
-def run(*args: str):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def strict_json(text: str):
@@ -27,13 +24,13 @@ def strict_json(text: str):
     return json.loads(text, parse_constant=refuse)
 
 
-def test_eval_json_schema_and_numbers(small_model_path, mnist_data_dir):
-    result = run("eval", "--model", small_model_path, "--data-dir", mnist_data_dir, "--json")
+def test_eval_json_schema_and_numbers(synthetic_model_path, synthetic_data_dir, synthetic_splits):
+    result = run("eval", "--model", synthetic_model_path, "--data-dir", synthetic_data_dir, "--json")
     assert result.exit_code == 0, result.output
     report = strict_json(result.stdout)
-    model = load_model(small_model_path)
+    model = load_model(synthetic_model_path)
     assert report["accuracy"] == model.results["test_accuracy"]
-    assert report["n"] == 10_000 and report["dataset"] == "mnist" and report["split"] == "test"
+    assert report["n"] == len(synthetic_splits[1]) and report["dataset"] == "mnist" and report["split"] == "test"
     assert isinstance(report["loss"], float) and report["loss"] > 0
     confusion = np.array(report["confusion"])
     assert confusion.shape == (10, 10) and confusion.sum() == report["n"]
@@ -49,54 +46,60 @@ def test_eval_json_schema_and_numbers(small_model_path, mnist_data_dir):
     assert top["count"] == max(confusion[t, p] for t in range(10) for p in range(10) if t != p)
 
 
-def test_eval_text_report(small_model_path, mnist_data_dir):
-    result = run("eval", "--model", small_model_path, "--data-dir", mnist_data_dir)
+def test_eval_text_report(synthetic_model_path, synthetic_data_dir, synthetic_splits):
+    result = run("eval", "--model", synthetic_model_path, "--data-dir", synthetic_data_dir)
     assert result.exit_code == 0, result.output
-    accuracy = load_model(small_model_path).results["test_accuracy"]
+    accuracy = load_model(synthetic_model_path).results["test_accuracy"]
+    n = len(synthetic_splits[1])
     text = result.stdout
     assert f"accuracy   {accuracy * 100:.2f} %" in text
-    assert "10,000 images" in text
+    assert f"{n:,} images" in text
     for heading in ("precision", "recall", "F1", "support", "confusion matrix", "most confused"):
         assert heading in text
     # Ten rows of the confusion matrix, each with ten cells that add up to the class's support.
     rows = [line for line in text.splitlines() if re.fullmatch(r"\d( +([\d,]+|\.)){10}", line)]
     assert len(rows) == 10
     counts = [[0 if cell == "." else int(cell.replace(",", "")) for cell in row.split()[1:]] for row in rows]
-    assert sum(map(sum, counts)) == 10_000
+    assert sum(map(sum, counts)) == n
 
 
-def test_eval_on_the_training_split(small_model_path, mnist_data_dir):
-    result = run("eval", "--model", small_model_path, "--data-dir", mnist_data_dir, "--split", "train", "--json")
+def test_eval_on_the_training_split(synthetic_model_path, synthetic_data_dir, synthetic_splits):
+    result = run("eval", "--model", synthetic_model_path, "--data-dir", synthetic_data_dir, "--split", "train",
+                 "--json")
     assert result.exit_code == 0, result.output
     report = strict_json(result.stdout)
-    assert report["split"] == "train" and report["n"] == 60_000
+    assert report["split"] == "train" and report["n"] == len(synthetic_splits[0])
 
 
-def test_a_class_never_predicted_keeps_json_valid(small_model_path, mnist_data_dir, tmp_path):
+def test_a_class_never_predicted_keeps_json_valid(synthetic_model_path, synthetic_data_dir, tmp_path):
     """A model that always answers 3: precision 0/0 for the other classes is reported as 0.0."""
-    model = load_model(small_model_path)
+    model = load_model(synthetic_model_path)
     model.params.w2[:] = 0
     model.params.b2[:] = 0
     model.params.b2[3] = 10
     always_three = tmp_path / "always3.npz"
     save_model(always_three, model)
-    result = run("eval", "--model", always_three, "--data-dir", mnist_data_dir, "--json")
+    result = run("eval", "--model", always_three, "--data-dir", synthetic_data_dir, "--json")
     assert result.exit_code == 0, result.output
     report = strict_json(result.stdout)
     for c in report["per_class"]:
         if c["label"] != 3:
             assert (c["precision"], c["recall"], c["f1"]) == (0.0, 0.0, 0.0)
     assert report["per_class"][3]["recall"] == 1.0
-    text = run("eval", "--model", always_three, "--data-dir", mnist_data_dir)
+    text = run("eval", "--model", always_three, "--data-dir", synthetic_data_dir)
     assert text.exit_code == 0 and "nan" not in text.stdout.lower()
 
 
-def test_eval_reads_the_models_own_dataset(small_model_path, shared_data, tmp_path):
-    """A Fashion-MNIST model is evaluated on Fashion-MNIST with its class names."""
-    shared = shared_data
-    if not (shared / "fashion-mnist").is_dir():
-        pytest.skip("no Fashion-MNIST in the shared mirror")
-    model = load_model(small_model_path)
+def test_eval_reads_the_models_own_dataset(synthetic_model_path, synthetic_mnist, tmp_path, monkeypatch):
+    """A Fashion-MNIST model is evaluated on Fashion-MNIST with its class names.
+
+    The synthetic digits stand in for Fashion-MNIST here, served from a mirror of their own.
+    """
+    shared = tmp_path / "mirror"
+    shutil.copytree(synthetic_mnist.mirror / "mnist", shared / "fashion-mnist")
+    monkeypatch.setitem(datasets.DATASETS, "fashion-mnist",
+                        replace(synthetic_mnist.spec, name="fashion-mnist", class_names=FASHION_MNIST.class_names))
+    model = load_model(synthetic_model_path)
     model.config = TrainConfig(**{**model.config.to_dict(), "dataset": "fashion-mnist"})
     model.class_names = list(FASHION_MNIST.class_names)
     fashion = tmp_path / "fashion.npz"

@@ -1,4 +1,4 @@
-"""`mlknobs predict` through the real CLI: users' pictures of real MNIST test digits, and bad input."""
+"""`mlknobs predict` through the real CLI: users' pictures of synthetic test digits, and bad input."""
 
 from __future__ import annotations
 
@@ -9,33 +9,25 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from clirun import run
 from PIL import Image
 
-from mlknobs.cli import cli
 from mlknobs.config import TrainConfig
-from mlknobs.data.splits import load_split
 from mlknobs.data.datasets import FASHION_MNIST
 from mlknobs.vision.images import read_input
 from mlknobs.io.modelfile import load_model, save_model
 from pictures import bad_inputs, enlarged, encode, noisy, on_paper, rgba_transparent, u8
 
-pytestmark = pytest.mark.real_data
 
-
-def run(*args, stdin: bytes | None = None):
-    return CliRunner().invoke(cli, [str(a) for a in args], input=stdin)
+@pytest.fixture(scope="module")
+def model(synthetic_model_path):
+    return load_model(synthetic_model_path)
 
 
 @pytest.fixture(scope="module")
-def model(small_model_path):
-    return load_model(small_model_path)
-
-
-@pytest.fixture(scope="module")
-def pictures(model, mnist_data_dir, tmp_path_factory):
-    """Eight test digits the model reads confidently, saved as users' pictures: (paths, labels)."""
-    test = load_split("mnist", "test", mnist_data_dir)
+def pictures(model, synthetic_splits, tmp_path_factory):
+    """Eight test digits the model reads confidently, as users' pictures: (paths, labels, test split)."""
+    _, test = synthetic_splits
     proba = model.predict_proba(test.images[:200])
     clear = np.nonzero((proba.argmax(1) == test.labels[:200]) & (proba.max(1) > 0.9))[0][:8]
     folder = tmp_path_factory.mktemp("pictures")
@@ -57,9 +49,9 @@ def pictures(model, mnist_data_dir, tmp_path_factory):
     return paths, [int(test.labels[k]) for k in clear], test
 
 
-def test_predict_prints_one_line_per_picture(small_model_path, model, pictures):
+def test_predict_prints_one_line_per_picture(synthetic_model_path, model, pictures):
     paths, labels, _ = pictures
-    result = run("predict", "--model", small_model_path, *paths)
+    result = run("predict", "--model", synthetic_model_path, *paths)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert len(lines) == len(paths)
@@ -69,9 +61,9 @@ def test_predict_prints_one_line_per_picture(small_model_path, model, pictures):
         assert len(line.split("next: ")[1].split(", ")) == 2         # --top-k 3 by default
 
 
-def test_predict_json_lines(small_model_path, model, pictures):
+def test_predict_json_lines(synthetic_model_path, model, pictures):
     paths, labels, _ = pictures
-    result = run("predict", "--model", small_model_path, "--json", "--top-k", "4", *paths)
+    result = run("predict", "--model", synthetic_model_path, "--json", "--top-k", "4", *paths)
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["image"] for r in records] == [str(p) for p in paths]
@@ -83,39 +75,39 @@ def test_predict_json_lines(small_model_path, model, pictures):
         assert [t["label"] for t in record["top_k"]] == list(np.argsort(probabilities)[::-1][:4])
 
 
-def test_a_28x28_mnist_digit_predicts_exactly_as_eval(small_model_path, model, pictures, tmp_path):
+def test_a_28x28_digit_predicts_exactly_as_eval(synthetic_model_path, model, pictures, tmp_path):
     _, _, test = pictures
     for k in (0, 1, 2, 3, 4):
         path = tmp_path / f"raw{k}.png"
         Image.fromarray(test.images[k].reshape(28, 28)).save(path)
-        record = json.loads(run("predict", "--model", small_model_path, "--json", path).stdout)
+        record = json.loads(run("predict", "--model", synthetic_model_path, "--json", path).stdout)
         expected = model.predict_proba(test.images[k:k + 1])[0]
         assert record["probabilities"] == [float(p) for p in expected]    # bit for bit
         assert record["label"] == int(expected.argmax())
 
 
-def test_stdin(small_model_path, pictures):
+def test_stdin(synthetic_model_path, pictures):
     paths, labels, _ = pictures
-    result = run("predict", "--model", small_model_path, "-", "--top-k", "1", stdin=paths[0].read_bytes())
+    result = run("predict", "--model", synthetic_model_path, "-", "--top-k", "1", input=paths[0].read_bytes())
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(f"-: {labels[0]} (") and "next" not in result.stdout
-    assert run("predict", "--model", small_model_path, "-", "-").exit_code == 2   # stdin only once
+    assert run("predict", "--model", synthetic_model_path, "-", "-").exit_code == 2   # stdin only once
 
 
-def test_stdin_through_a_real_pipe(small_model_path, pictures):
+def test_stdin_through_a_real_pipe(synthetic_model_path, pictures):
     paths, labels, _ = pictures
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "mlknobs", "predict", "--model", str(small_model_path),
+    done = subprocess.run([sys.executable, "-m", "mlknobs", "predict", "--model", str(synthetic_model_path),
                            "--json", "-"], input=paths[1].read_bytes(), capture_output=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["label"] == labels[1]
 
 
-def test_bad_pictures_are_reported_and_the_rest_still_predicted(small_model_path, pictures, tmp_path):
+def test_bad_pictures_are_reported_and_the_rest_still_predicted(synthetic_model_path, pictures, tmp_path):
     paths, labels, _ = pictures
     expectations = bad_inputs(tmp_path)
     bad = [tmp_path / name for name in expectations]
-    result = run("predict", "--model", small_model_path, paths[0], *bad, paths[1])
+    result = run("predict", "--model", synthetic_model_path, paths[0], *bad, paths[1])
     assert result.exit_code == 1
     assert result.stdout.splitlines()[0].startswith(f"{paths[0]}: {labels[0]} (")
     assert result.stdout.splitlines()[1].startswith(f"{paths[1]}: {labels[1]} (")
@@ -126,10 +118,10 @@ def test_bad_pictures_are_reported_and_the_rest_still_predicted(small_model_path
     assert "Traceback" not in result.output
 
 
-def test_bad_pictures_in_json_mode(small_model_path, pictures, tmp_path):
+def test_bad_pictures_in_json_mode(synthetic_model_path, pictures, tmp_path):
     paths, _, _ = pictures
     expectations = bad_inputs(tmp_path)
-    result = run("predict", "--model", small_model_path, "--json", *(tmp_path / n for n in expectations), paths[2])
+    result = run("predict", "--model", synthetic_model_path, "--json", *(tmp_path / n for n in expectations), paths[2])
     assert result.exit_code == 1
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(records) == len(expectations) + 1
@@ -138,9 +130,9 @@ def test_bad_pictures_in_json_mode(small_model_path, pictures, tmp_path):
     assert "label" in records[-1]
 
 
-def test_show_draws_the_networks_input(small_model_path, pictures):
+def test_show_draws_the_networks_input(synthetic_model_path, pictures):
     paths, _, test = pictures
-    result = run("predict", "--model", small_model_path, "--show", paths[0])
+    result = run("predict", "--model", synthetic_model_path, "--show", paths[0])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     drawing = lines[1:31]
@@ -149,7 +141,7 @@ def test_show_draws_the_networks_input(small_model_path, pictures):
     pixels = read_input(paths[0]).reshape(28, 28)
     inked_rows = [i for i, row in enumerate(drawing[1:-1]) if row.strip("│ ")]
     assert inked_rows == [i for i in range(28) if pixels[i].max() >= 32]
-    record = json.loads(run("predict", "--model", small_model_path, "--show", "--json", paths[0]).stdout)
+    record = json.loads(run("predict", "--model", synthetic_model_path, "--show", "--json", paths[0]).stdout)
     assert np.array_equal(np.array(record["input"], np.uint8), pixels)
 
 
@@ -165,8 +157,8 @@ def test_missing_or_broken_model(tmp_path, pictures):
     assert run("predict", "--model", broken).exit_code == 2                   # no IMAGE given
 
 
-def test_fashion_model_names_its_classes(small_model_path, tmp_path):
-    model = load_model(small_model_path)
+def test_fashion_model_names_its_classes(synthetic_model_path, tmp_path):
+    model = load_model(synthetic_model_path)
     model.config = TrainConfig(**{**model.config.to_dict(), "dataset": "fashion-mnist"})
     model.class_names = list(FASHION_MNIST.class_names)
     fashion = tmp_path / "fashion.npz"
@@ -184,14 +176,14 @@ def test_fashion_model_names_its_classes(small_model_path, tmp_path):
     assert text.startswith(f"{picture}: {record['name']} (")
 
 
-def test_a_closed_stdin_and_a_full_stdout_are_one_line_errors(small_model_path, tmp_path):
-    command = [sys.executable, "-m", "mlknobs", "predict", "--model", str(small_model_path)]
+def test_a_closed_stdin_and_a_full_stdout_are_one_line_errors(synthetic_model_path, tmp_path):
+    command = [sys.executable, "-m", "mlknobs", "predict", "--model", str(synthetic_model_path)]
     closed = subprocess.run(command + ["-"], capture_output=True, text=True, timeout=60,
                             preexec_fn=lambda: os.close(0))      # stdin closed in the child
     assert closed.returncode == 1 and "<stdin>: cannot read" in closed.stderr
     assert "Traceback" not in closed.stderr
     if os.path.exists("/dev/full"):
         with open("/dev/full", "w") as full:
-            result = subprocess.run([sys.executable, "-m", "mlknobs", "info", str(small_model_path)],
+            result = subprocess.run([sys.executable, "-m", "mlknobs", "info", str(synthetic_model_path)],
                                     stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
         assert result.returncode == 1 and "cannot write the output" in result.stderr

@@ -1,18 +1,23 @@
-"""`mlknobs train` and `mlknobs info` through the real CLI on real MNIST."""
+"""`mlknobs train` and `mlknobs info` through the real CLI, on the synthetic digits standing in for
+MNIST; tests marked real_data train on real MNIST."""
 
 import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from clirun import run
 
 import mlknobs.training.loop
-from mlknobs.cli import cli
 from mlknobs.io.modelfile import load_model
 
 
-def run(*args, **kwargs):
-    return CliRunner().invoke(cli, [str(a) for a in args], **kwargs)
+@pytest.fixture
+def mnist_data_dir(request):
+    """The data dir "mnist" is trained from: the synthetic digits (registered as "mnist" for the
+    test), or real MNIST (conftest's mnist_data_dir) for a test marked real_data."""
+    if request.node.get_closest_marker("real_data"):
+        return request.getfixturevalue("mnist_data_dir")    # the same name: conftest's fixture
+    return request.getfixturevalue("synthetic_data_dir")
 
 
 def train_args(data_dir, out, *extra):
@@ -67,24 +72,24 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(mnist
     assert run(*train_args(mnist_data_dir, whole, "--epochs", "3")).exit_code == 0
 
     out = tmp_path / "m.npz"
-    real_run_epoch = mlknobs.training.loop._run_epoch
+    real_run_epoch = mlknobs.training.loop._Fit.run_epoch
 
-    def ctrl_c_in_epoch_3(*args, **kwargs):
-        epoch = args[9]
-        if epoch == 2:
+    def ctrl_c_in_epoch_3(self, epoch):
+        if epoch == 2:                  # 0-based: the third epoch
             raise KeyboardInterrupt
-        return real_run_epoch(*args, **kwargs)
+        return real_run_epoch(self, epoch)
 
-    monkeypatch.setattr(mlknobs.training.loop, "_run_epoch", ctrl_c_in_epoch_3)
+    monkeypatch.setattr(mlknobs.training.loop._Fit, "run_epoch", ctrl_c_in_epoch_3)
     result = run(*train_args(mnist_data_dir, out, "--epochs", "3"))
     assert result.exit_code == 130
     assert "epoch 2 of 3" in result.stderr and "mlknobs train --resume" in result.stderr
     assert "Traceback" not in result.output
     assert not out.exists() and (tmp_path / "m.ckpt.npz").exists()
 
-    monkeypatch.setattr(mlknobs.training.loop, "_run_epoch", real_run_epoch)
+    monkeypatch.setattr(mlknobs.training.loop._Fit, "run_epoch", real_run_epoch)
     clash = run("train", "--resume", "--lr", "0.1", "--data-dir", mnist_data_dir, "--out", out)
-    assert clash.exit_code == 1 and "learning_rate" in clash.stderr
+    assert clash.exit_code == 1 and "learning_rate" in clash.stderr and "Drop --lr" in clash.stderr
+    assert "--fresh" in clash.stderr
 
     result = run("train", "--resume", "--data-dir", mnist_data_dir, "--out", out, "--quiet")
     assert result.exit_code == 0, result.output
@@ -119,7 +124,8 @@ def test_bad_options_are_usage_errors(args, tmp_path):
 
 def test_invalid_combinations_are_one_line_errors(tmp_path):
     result = run("train", "--out", tmp_path / "m.npz", "--early-stopping", "3")
-    assert result.exit_code == 1 and "validation" in result.stderr
+    assert result.exit_code == 2 and "--early-stopping needs a validation set (--val-size above 0)" in result.stderr
+    assert "val_size" not in result.stderr
 
 
 @pytest.mark.real_data
@@ -155,7 +161,7 @@ def test_output_paths_are_checked_before_training(mnist_data_dir, tmp_path):
 
 
 def test_a_batch_larger_than_the_data_allocates_only_what_the_data_needs(mnist_data_dir, tmp_path):
-    result = run(*train_args(mnist_data_dir, tmp_path / "m.npz", "--batch-size", "10000000000", "--epochs", "1"))
+    result = run(*train_args(mnist_data_dir, tmp_path / "m.npz", "--batch-size", "65536", "--epochs", "1"))
     assert result.exit_code == 0, result.output
 
 
@@ -168,3 +174,19 @@ def test_a_tiny_learning_rate_is_slow_not_collapsed(mnist_data_dir, tmp_path):
 def test_non_finite_knobs_are_usage_errors(args, tmp_path):
     result = run("train", "--out", tmp_path / "m.npz", *args)
     assert result.exit_code == 2 and "not a finite number" in result.output
+
+
+def test_a_validation_set_as_large_as_the_data_is_a_usage_error_naming_the_option(mnist_data_dir, tmp_path):
+    result = run(*train_args(mnist_data_dir, tmp_path / "m.npz", "--val-size", "60000"))
+    assert result.exit_code == 2 and "--val-size 60,000 leaves nothing to train on" in result.stderr
+
+
+def test_learning_rate_is_an_alias_of_lr(tmp_path):
+    result = run("train", "--out", tmp_path / "m.npz", "--learning-rate", "-1")
+    assert result.exit_code == 2 and "--lr" in result.stderr
+
+
+def test_more_threads_than_cores_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLKNOBS_THREADS", "4096")
+    result = run("train", "--out", tmp_path / "m.npz")
+    assert result.exit_code == 2 and "--threads" in result.stderr and "4096" in result.stderr

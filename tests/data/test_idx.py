@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from mlknobs.data import idx
-from mlknobs.errors import DataFormatError
 from mlknobs.data.idx import IDX_DTYPES, parse_idx, read_bytes, read_idx, read_images, read_labels, write_idx
+from mlknobs.errors import DataFormatError
 
 NATIVE_DTYPES = [dt.newbyteorder("=") for dt in IDX_DTYPES.values()]
 # Hypothesis examples reuse one tmp_path: each example overwrites the same file before reading it.

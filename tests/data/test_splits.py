@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
+import subprocess
+import sys
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,6 +20,7 @@ from conftest import make_idx_dataset
 from mlknobs.data import idx
 from mlknobs.data import splits as data
 from mlknobs.cli import cli
+from mlknobs.errors import SettingsError
 from mlknobs.data.splits import Split, default_data_dir, load_split, split_validation
 from mlknobs.data.datasets import FASHION_MNIST, MNIST, SPLIT_FILES, DatasetSpec
 from mlknobs.data.download import ensure_dataset
@@ -43,8 +47,10 @@ class Tiny:
 
 def spec_for(folder: Path, name: str = "tiny") -> DatasetSpec:
     """A dataset spec whose checksums are those of the files now in `folder`, with no built-in mirrors."""
-    sums = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob("*.gz"))}
-    return DatasetSpec(name=name, sha256=sums, class_names=tuple(str(d) for d in range(10)), mirrors=())
+    files = sorted(folder.glob("*.gz"))
+    return DatasetSpec(name=name, sha256={p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files},
+                       sizes={p.name: p.stat().st_size for p in files},
+                       class_names=tuple(str(d) for d in range(10)), mirrors=())
 
 
 @pytest.fixture
@@ -236,6 +242,71 @@ def test_read_only_data_dir_with_a_warm_cache(tiny, calls):
     assert_same_split(first, again)
 
 
+# --- concurrent runs ---------------------------------------------------------------------------------
+
+LOADER = """
+import hashlib, json, sys
+from pathlib import Path
+from mlknobs.data.datasets import DatasetSpec
+from mlknobs.data.splits import load_split
+
+spec, data_dir, mirror = json.loads(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+spec = DatasetSpec(name=spec["name"], sha256=spec["sha256"], sizes=spec["sizes"],
+                   class_names=tuple(spec["class_names"]), mirrors=())
+print("ready", flush=True)
+sys.stdin.readline()
+split = load_split(spec, "train", data_dir, mirrors=[mirror], progress=False)
+print(hashlib.sha256(split.images.tobytes() + split.labels.tobytes()).hexdigest())
+"""
+
+
+def test_concurrent_first_loads_share_one_download_and_one_cache(tiny):
+    expected = tiny.load()   # in another data dir: what every run must get
+    data_dir = tiny.data_dir.with_name("shared")
+    spec = json.dumps({"name": tiny.spec.name, "sha256": tiny.spec.sha256, "sizes": tiny.spec.sizes,
+                       "class_names": list(tiny.spec.class_names)})
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    runs = [subprocess.Popen([sys.executable, "-c", LOADER, spec, str(data_dir), str(tiny.mirror)], env=env,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(4)]
+    try:
+        for run in runs:
+            assert run.stdout.readline() == "ready\n", run.stderr.read()
+        for run in runs:   # all at once
+            run.stdin.write("go\n")
+            run.stdin.flush()
+        results = [run.communicate(timeout=120) for run in runs]
+    finally:
+        for run in runs:
+            run.kill()
+
+    digest = hashlib.sha256(expected.images.tobytes() + expected.labels.tobytes()).hexdigest()
+    for run, (out, err) in zip(runs, results):
+        assert run.returncode == 0, err
+        assert out.strip() == digest
+    folder = data_dir / "tiny"
+    assert sorted(p.name for p in folder.iterdir()) == sorted([TRAIN_IMAGES, TRAIN_LABELS, "cache"])
+    assert sorted(p.name for p in (folder / "cache").iterdir()) == sorted(
+        name.replace(".gz", suffix) for name in (TRAIN_IMAGES, TRAIN_LABELS) for suffix in (".npy", ".json"))
+    assert_same_split(load_split(tiny.spec, "train", data_dir, progress=False), expected)   # a valid cache
+
+
+def test_cache_temp_files_of_a_killed_run_are_removed_when_the_cache_is_written(tiny, calls):
+    cache = tiny.data_dir / "tiny" / "cache"
+    cache.mkdir(parents=True)
+    stale = [cache / f".{TRAIN_IMAGES.replace('.gz', suffix)}.k1ll3d_x.tmp" for suffix in (".npy", ".json")]
+    for path in stale:
+        path.write_bytes(b"half an array")
+
+    tiny.load()
+
+    assert not any(path.exists() for path in stale)
+    assert sorted(p.name for p in cache.iterdir() if p.name.startswith(".")) == []
+    calls.clear()
+    tiny.load()
+    assert calls == {}
+
+
 # --- inconsistent datasets -------------------------------------------------------------------------
 
 def _rewrite(tiny: Tiny, name: str, array: np.ndarray) -> Tiny:
@@ -313,8 +384,9 @@ def test_split_validation_of_zero_keeps_everything_for_fitting():
 
 @pytest.mark.parametrize("val_size", [-1, 10, 11])
 def test_split_validation_refuses_sizes_that_leave_nothing_to_fit(val_size):
-    with pytest.raises(ValueError, match=f"validation size {val_size} must be between 0 and 9"):
+    with pytest.raises(SettingsError, match="leaves nothing to train on: it must be below the 10 training") as error:
         split_validation(_numbered_split(10), val_size)
+    assert error.value.settings == ["val_size"]
 
 
 # --- the real datasets, end to end ----------------------------------------------------------------

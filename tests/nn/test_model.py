@@ -45,6 +45,7 @@ def test_initial_params_are_glorot_scaled_float32_and_seeded():
     assert not a.b1.any() and not a.b2.any()
 
 
+@pytest.mark.real_data
 def test_input_scaling_fit_matches_published_mnist_statistics(mnist_data_dir):
     from mlknobs.data.splits import load_split
 

@@ -1,10 +1,10 @@
-"""SGD with momentum, Nesterov and weight decay against the formulas; learning-rate schedules."""
+"""SGD with momentum, Nesterov and weight decay against the formulas."""
 
 import numpy as np
 import pytest
 
 from mlknobs.nn.model import Params
-from mlknobs.nn.optim import SCHEDULES, SGD, learning_rate_at
+from mlknobs.nn.optim import SGD
 
 
 def params_of(value: float) -> Params:
@@ -32,26 +32,3 @@ def test_plain_sgd_is_w_minus_lr_g():
     params = params_of(1.0)
     SGD(params).step(params_of(2.0), 0.25)
     assert params.w2[0, 0] == pytest.approx(0.5)
-
-
-@pytest.mark.parametrize("schedule", SCHEDULES)
-def test_schedules_start_near_and_never_exceed_the_peak(schedule):
-    rates = [learning_rate_at(schedule, 0.5, s, 1000) for s in range(1000)]
-    assert max(rates) <= 0.5 + 1e-12 and min(rates) > 0
-    if schedule != "one-cycle":
-        assert rates[0] == pytest.approx(0.5)
-
-
-def test_shapes_of_the_schedules():
-    assert learning_rate_at("step", 1.0, 499, 1000) == 1.0
-    assert learning_rate_at("step", 1.0, 500, 1000) == pytest.approx(0.1)
-    assert learning_rate_at("step", 1.0, 750, 1000) == pytest.approx(0.01)
-    assert learning_rate_at("cosine", 1.0, 500, 1000) == pytest.approx(0.5)
-    assert learning_rate_at("one-cycle", 1.0, 0, 1000) == pytest.approx(1 / 25)
-    assert learning_rate_at("one-cycle", 1.0, 300, 1000) == pytest.approx(1.0)
-    assert learning_rate_at("one-cycle", 1.0, 1000, 1000) == pytest.approx(1 / 25e4)
-
-
-def test_unknown_schedule_is_refused():
-    with pytest.raises(ValueError, match="unknown schedule"):
-        learning_rate_at("warp", 1.0, 0, 10)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mlknobs.config import TrainConfig
-from mlknobs.data.splits import Split, load_split
+from mlknobs.data.splits import Split
 from mlknobs.errors import TrainingDiverged
 from mlknobs.nn.evaluate import accuracy_and_loss
 from mlknobs.io.modelfile import load_checkpoint
@@ -14,10 +14,9 @@ CLASSES = [str(d) for d in range(10)]
 
 
 @pytest.fixture(scope="module")
-def mnist_small(mnist_data_dir):
-    """The first 6000 training and 2000 test digits of real MNIST: enough to learn, fast to run."""
-    train = load_split("mnist", "train", mnist_data_dir)
-    test = load_split("mnist", "test", mnist_data_dir)
+def mnist_small(synthetic_splits):
+    """6000 training and 2000 test digits, synthetic stand-ins for MNIST's: enough to learn, fast to run."""
+    train, test = synthetic_splits
     return Split(train.images[:6000], train.labels[:6000]), Split(test.images[:2000], test.labels[:2000])
 
 
@@ -26,7 +25,7 @@ def small_config(**knobs) -> TrainConfig:
 
 
 def test_training_learns_and_records_history(mnist_small):
-    model = fit(small_config(val_size=1000), *mnist_small, CLASSES, progress=False)
+    model = fit(small_config(val_size=1000), *mnist_small, CLASSES)
     assert model.results["test_accuracy"] > 0.8
     assert [e["epoch"] for e in model.history] == [1, 2, 3]
     assert model.history[-1]["train_loss"] < model.history[0]["train_loss"]
@@ -35,9 +34,9 @@ def test_training_learns_and_records_history(mnist_small):
 
 
 def test_same_seed_same_weights_other_seed_other_weights(mnist_small):
-    a = fit(small_config(epochs=1), *mnist_small, CLASSES, progress=False).params
-    b = fit(small_config(epochs=1), *mnist_small, CLASSES, progress=False).params
-    c = fit(small_config(epochs=1, seed=1), *mnist_small, CLASSES, progress=False).params
+    a = fit(small_config(epochs=1), *mnist_small, CLASSES).params
+    b = fit(small_config(epochs=1), *mnist_small, CLASSES).params
+    c = fit(small_config(epochs=1, seed=1), *mnist_small, CLASSES).params
     for name, array in a.arrays().items():
         np.testing.assert_array_equal(array, getattr(b, name))
     assert not np.array_equal(a.w1, c.w1)
@@ -47,21 +46,21 @@ def test_same_seed_same_weights_other_seed_other_weights(mnist_small):
                                         "weight_decay": 1e-4, "schedule": "cosine"}])
 def test_resume_after_ctrl_c_ends_with_bit_identical_weights(mnist_small, tmp_path, knobs):
     config = small_config(**knobs)
-    uninterrupted = fit(config, *mnist_small, CLASSES, progress=False)
+    uninterrupted = fit(config, *mnist_small, CLASSES)
 
     checkpoint = tmp_path / "model.ckpt.npz"
 
-    def ctrl_c_in_epoch_2(epoch, batch, batches, params):
-        if epoch == 1 and batch == 7:
+    def ctrl_c_in_epoch_2(progress):
+        if progress.event == "step" and progress.epoch == 2 and progress.batch == 8:
             raise KeyboardInterrupt
 
     with pytest.raises(TrainingInterrupted) as interrupted:
-        fit(config, *mnist_small, CLASSES, checkpoint=checkpoint, progress=False, on_batch=ctrl_c_in_epoch_2)
+        fit(config, *mnist_small, CLASSES, checkpoint=checkpoint, callback=ctrl_c_in_epoch_2)
     assert interrupted.value.epochs_done == 1 and interrupted.value.checkpoint == checkpoint
     assert "epoch 1 of 3" in str(interrupted.value)
 
     resumed = fit(config, *mnist_small, CLASSES, checkpoint=checkpoint,
-                  resume=load_checkpoint(checkpoint), progress=False)
+                  resume=load_checkpoint(checkpoint))
     for name, array in uninterrupted.params.arrays().items():
         np.testing.assert_array_equal(getattr(resumed.params, name), array)
     assert [e["train_loss"] for e in resumed.history] == [e["train_loss"] for e in uninterrupted.history]
@@ -69,18 +68,19 @@ def test_resume_after_ctrl_c_ends_with_bit_identical_weights(mnist_small, tmp_pa
 
 
 def test_interrupt_before_the_first_epoch_saves_nothing(mnist_small, tmp_path):
-    def ctrl_c(epoch, batch, batches, params):
-        raise KeyboardInterrupt
+    def ctrl_c(progress):
+        if progress.event == "step":
+            raise KeyboardInterrupt
 
     with pytest.raises(TrainingInterrupted, match="nothing was saved") as interrupted:
-        fit(small_config(), *mnist_small, CLASSES, checkpoint=tmp_path / "c.npz", progress=False, on_batch=ctrl_c)
+        fit(small_config(), *mnist_small, CLASSES, checkpoint=tmp_path / "c.npz", callback=ctrl_c)
     assert interrupted.value.checkpoint is None and not (tmp_path / "c.npz").exists()
 
 
 def test_early_stopping_keeps_the_best_validation_epoch(mnist_small):
     # A constant, too-large learning rate makes validation accuracy wander, so stopping kicks in.
     config = small_config(epochs=12, val_size=1000, early_stopping=1, schedule="constant", learning_rate=3.0)
-    model = fit(config, *mnist_small, CLASSES, progress=False)
+    model = fit(config, *mnist_small, CLASSES)
     val_accuracies = [e["val_accuracy"] for e in model.history]
     best_epoch = model.results["best_epoch"]
     assert val_accuracies[best_epoch - 1] == max(val_accuracies)
@@ -94,11 +94,18 @@ def test_early_stopping_keeps_the_best_validation_epoch(mnist_small):
 
 @pytest.mark.parametrize("loss", ["cross-entropy", "mse"])
 def test_a_huge_learning_rate_stops_with_advice(mnist_small, loss):
-    with pytest.raises(TrainingDiverged, match="smaller learning rate"):
-        fit(small_config(learning_rate=1000.0, loss=loss), *mnist_small, CLASSES, progress=False)
+    with pytest.raises(TrainingDiverged, match="learning rate 1000") as diverged:
+        fit(small_config(learning_rate=1000.0, loss=loss), *mnist_small, CLASSES)
+    assert diverged.value.learning_rate == 1000.0
 
 
-def test_on_epoch_reports_every_epoch(mnist_small):
+def test_the_callback_hears_the_start_every_step_and_every_epoch(mnist_small):
     seen = []
-    fit(small_config(epochs=2), *mnist_small, CLASSES, progress=False, on_epoch=seen.append)
-    assert [e["epoch"] for e in seen] == [1, 2]
+    model = fit(small_config(epochs=2), *mnist_small, CLASSES, callback=seen.append)
+    events = [p.event for p in seen]
+    batches = seen[0].batches
+    assert events == ["start"] + (["step"] * batches + ["epoch"]) * 2
+    steps = [p for p in seen if p.event == "step"]
+    assert [(p.epoch, p.batch) for p in steps[:2]] == [(1, 1), (1, 2)] and steps[-1].batch == batches
+    assert all(np.isfinite(p.loss) and p.learning_rate > 0 and p.params is model.params for p in steps)
+    assert [p.entry for p in seen if p.event == "epoch"] == model.history

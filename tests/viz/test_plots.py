@@ -6,24 +6,20 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from clirun import run
 from PIL import Image
 
-from mlknobs.cli import cli
 from mlknobs.config import TrainConfig
 from mlknobs.data.splits import Split
 from mlknobs.nn.model import Params
 from mlknobs.io.modelfile import load_model, save_model
 from mlknobs.viz import plots
 from mlknobs.viz.plots import most_confident_mistakes
-from mlknobs.viz.snapshots import FRAMES_PER_EPOCH, WeightSnapshots
+from mlknobs.training.loop import Progress
+from mlknobs.viz.snapshots import FRAMES_PER_EPOCH, MAX_FRAMES, WeightSnapshots
 from mlknobs.training.loop import fit
 
 pytest.importorskip("matplotlib")
-
-
-def run(*args, **kwargs):
-    return CliRunner().invoke(cli, [str(a) for a in args], **kwargs)
 
 
 def plot(kind, model, out, data_dir, *extra):
@@ -38,7 +34,7 @@ def assert_one_line_error(result, *fragments):
         assert fragment in lines[0]
 
 
-# Sizes follow from the fixed layouts in plots.py at 100 dpi; small_model_path has H = 32. Grid
+# Sizes follow from the fixed layouts in plots.py at 100 dpi; synthetic_model_path has H = 32. Grid
 # pictures are at least 8" wide, plus 0.9" for title and margin; a weight cell is 1" x 37/32",
 # a mistake cell 36 x 42 pixels of 1.1/28", plus a 0.1" margin each side.
 @pytest.mark.parametrize("kind, extra, size", [
@@ -49,9 +45,10 @@ def assert_one_line_error(result, *fragments):
     ("mistakes", [], (1151, 915)),                      # 40 mistakes: 8 x 5 cells
     ("mistakes", ["--count", "3"], (800, 255)),         # one row of 3
 ])
-def test_each_kind_writes_a_png_of_the_expected_size(small_model_path, mnist_data_dir, tmp_path, kind, extra, size):
+def test_each_kind_writes_a_png_of_the_expected_size(synthetic_model_path, synthetic_data_dir, tmp_path, kind, extra,
+                                                     size):
     out = tmp_path / f"{kind}.png"
-    result = plot(kind, small_model_path, out, mnist_data_dir, *extra)
+    result = plot(kind, synthetic_model_path, out, synthetic_data_dir, *extra)
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == f"wrote {out}"
     with Image.open(out) as image:
@@ -61,65 +58,66 @@ def test_each_kind_writes_a_png_of_the_expected_size(small_model_path, mnist_dat
     assert [p.name for p in tmp_path.iterdir()] == [out.name]    # no temp file left beside it
 
 
-def test_svg_and_pdf_follow_the_suffix_and_other_suffixes_are_refused(small_model_path, mnist_data_dir, tmp_path):
-    assert plot("history", small_model_path, tmp_path / "h.svg", mnist_data_dir).exit_code == 0
+def test_svg_and_pdf_follow_the_suffix_and_other_suffixes_are_refused(synthetic_model_path, synthetic_data_dir,
+                                                                       tmp_path):
+    assert plot("history", synthetic_model_path, tmp_path / "h.svg", synthetic_data_dir).exit_code == 0
     assert b"<svg" in (tmp_path / "h.svg").read_bytes()[:1000]
-    assert plot("history", small_model_path, tmp_path / "h.pdf", mnist_data_dir).exit_code == 0
+    assert plot("history", synthetic_model_path, tmp_path / "h.pdf", synthetic_data_dir).exit_code == 0
     assert (tmp_path / "h.pdf").read_bytes().startswith(b"%PDF")
-    assert_one_line_error(plot("history", small_model_path, tmp_path / "h.jpg", mnist_data_dir),
+    assert_one_line_error(plot("history", synthetic_model_path, tmp_path / "h.jpg", synthetic_data_dir),
                           "h.jpg", ".png, .svg or .pdf")
 
 
-def test_default_out_is_named_after_the_kind(small_model_path, tmp_path, monkeypatch):
+def test_default_out_is_named_after_the_kind(synthetic_model_path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = run("plot", "history", "--model", small_model_path)
+    result = run("plot", "history", "--model", synthetic_model_path)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "history.png").is_file()
 
 
-def test_missing_model_is_a_one_line_error(tmp_path, mnist_data_dir):
-    result = plot("weights", tmp_path / "nope.npz", tmp_path / "w.png", mnist_data_dir)
+def test_missing_model_is_a_one_line_error(tmp_path, synthetic_data_dir):
+    result = plot("weights", tmp_path / "nope.npz", tmp_path / "w.png", synthetic_data_dir)
     assert_one_line_error(result, "no model file at", "nope.npz")
     assert not (tmp_path / "w.png").exists()
 
 
-def test_model_without_history_is_a_one_line_error(small_model_path, mnist_data_dir, tmp_path):
-    model = load_model(small_model_path)
+def test_model_without_history_is_a_one_line_error(synthetic_model_path, synthetic_data_dir, tmp_path):
+    model = load_model(synthetic_model_path)
     model.history = []
     save_model(tmp_path / "bare.npz", model)
-    result = plot("history", tmp_path / "bare.npz", tmp_path / "h.png", mnist_data_dir)
+    result = plot("history", tmp_path / "bare.npz", tmp_path / "h.png", synthetic_data_dir)
     assert_one_line_error(result, "bare.npz has no training history")
 
 
 @pytest.mark.parametrize("target, reason", [("missing-folder/w.png", "does not exist"),
                                             ("a-file/w.png", "is a file, not a folder")])
-def test_unwritable_path_is_a_one_line_error(small_model_path, mnist_data_dir, tmp_path, target, reason):
+def test_unwritable_path_is_a_one_line_error(synthetic_model_path, synthetic_data_dir, tmp_path, target, reason):
     (tmp_path / "a-file").write_text("not a folder")
-    result = plot("weights", small_model_path, tmp_path / target, mnist_data_dir)
+    result = plot("weights", synthetic_model_path, tmp_path / target, synthetic_data_dir)
     assert_one_line_error(result, f"cannot write {tmp_path / target}", reason)
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root may write anywhere")
-def test_read_only_folder_is_a_one_line_error(small_model_path, mnist_data_dir, tmp_path):
+def test_read_only_folder_is_a_one_line_error(synthetic_model_path, synthetic_data_dir, tmp_path):
     folder = tmp_path / "read-only"
     folder.mkdir(mode=0o500)
-    result = plot("weights", small_model_path, folder / "w.png", mnist_data_dir)
+    result = plot("weights", synthetic_model_path, folder / "w.png", synthetic_data_dir)
     assert_one_line_error(result, "cannot write", "is not writable")
 
 
-def test_a_failed_write_is_a_one_line_error(small_model_path, mnist_data_dir, tmp_path, monkeypatch):
+def test_a_failed_write_is_a_one_line_error(synthetic_model_path, synthetic_data_dir, tmp_path, monkeypatch):
     def disk_full(path, write):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(plots, "atomic_write", disk_full)
-    result = plot("history", small_model_path, tmp_path / "h.png", mnist_data_dir)
+    result = plot("history", synthetic_model_path, tmp_path / "h.png", synthetic_data_dir)
     assert_one_line_error(result, f"cannot write {tmp_path / 'h.png'}: No space left on device")
 
 
-def test_missing_matplotlib_tells_how_to_install_it(small_model_path, mnist_data_dir, tmp_path, monkeypatch):
+def test_missing_matplotlib_tells_how_to_install_it(synthetic_model_path, synthetic_data_dir, tmp_path, monkeypatch):
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.setitem(sys.modules, name, None)    # None in sys.modules makes `import` fail
-    result = plot("history", small_model_path, tmp_path / "h.png", mnist_data_dir)
+    result = plot("history", synthetic_model_path, tmp_path / "h.png", synthetic_data_dir)
     assert_one_line_error(result, 'pip install "mlknobs[plot]"')
     assert not (tmp_path / "h.png").exists()
 
@@ -150,8 +148,8 @@ def gif_frames(path) -> list[np.ndarray]:
     return frames
 
 
-def test_train_snapshots_writes_an_animated_gif(mnist_data_dir, tmp_path):
-    result = run(*snapshot_train_args(mnist_data_dir, tmp_path))
+def test_train_snapshots_writes_an_animated_gif(synthetic_data_dir, tmp_path):
+    result = run(*snapshot_train_args(synthetic_data_dir, tmp_path))
     assert result.exit_code == 0, result.output
     frames = gif_frames(tmp_path / "learn.gif")
     assert len(frames) == 1 + FRAMES_PER_EPOCH           # the initial weights, then 6 in the one epoch
@@ -161,26 +159,26 @@ def test_train_snapshots_writes_an_animated_gif(mnist_data_dir, tmp_path):
     assert load_model(tmp_path / "m.npz").config.hidden_size == 16
 
 
-def test_train_snapshots_refuses_an_unwritable_path_before_training(mnist_data_dir, tmp_path):
-    args = snapshot_train_args(mnist_data_dir, tmp_path)
+def test_train_snapshots_refuses_an_unwritable_path_before_training(synthetic_data_dir, tmp_path):
+    args = snapshot_train_args(synthetic_data_dir, tmp_path)
     args[args.index("--snapshots") + 1] = tmp_path / "missing" / "learn.gif"
     assert_one_line_error(run(*args), "cannot write", "missing")
     assert not (tmp_path / "m.npz").exists()
 
 
 def test_interrupted_training_keeps_its_frames_and_a_resumed_run_starts_where_it_stopped(
-        mnist_data_dir, tmp_path, monkeypatch):
-    record = WeightSnapshots.on_batch
+        synthetic_data_dir, tmp_path, monkeypatch):
+    record = WeightSnapshots.record
     stop_at_frames = [1 + FRAMES_PER_EPOCH + 2]          # two frames into the second epoch
 
-    def interrupt(self, *args):
-        record(self, *args)
+    def interrupt(self, progress):
+        record(self, progress)
         if stop_at_frames and len(self.frames) == stop_at_frames[0]:
             stop_at_frames.clear()
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(WeightSnapshots, "on_batch", interrupt)
-    args = [*snapshot_train_args(mnist_data_dir, tmp_path, "--quiet"), "--epochs", "2"]   # the last --epochs wins
+    monkeypatch.setattr(WeightSnapshots, "record", interrupt)
+    args = [*snapshot_train_args(synthetic_data_dir, tmp_path, "--quiet"), "--epochs", "2"]   # the last --epochs wins
     result = run(*args)
     assert result.exit_code == 130, result.output
     assert len(gif_frames(tmp_path / "learn.gif")) == 1 + FRAMES_PER_EPOCH + 2
@@ -196,8 +194,7 @@ def test_the_first_frame_holds_the_weights_fit_starts_from():
     rng = np.random.default_rng(0)
     data = Split(rng.integers(0, 256, (60, 784), dtype=np.uint8), (np.arange(60) % 10).astype(np.uint8))
     snapshots = WeightSnapshots(config.epochs)
-    fit(config, data, data, [str(d) for d in range(10)], progress=False,
-        on_start=snapshots.on_start, on_batch=snapshots.on_batch)
+    fit(config, data, data, [str(d) for d in range(10)], callback=snapshots.record)
     initial = Params.initial(8, np.random.default_rng(3))     # fit's first draw from Generator(seed)
     np.testing.assert_array_equal(snapshots.frames[0], initial.w1)
     assert snapshots.captions[0] == "initial random weights" and len(snapshots.frames) == 1 + 3
@@ -213,10 +210,26 @@ def test_frames_are_evenly_spaced_and_end_each_epoch():
     for epoch in range(2):
         for batch in range(100):
             params.w1 += 1.0                             # fit updates the weights in place
-            snapshots.on_batch(epoch, batch, 100, params)
+            snapshots.record(step(epoch + 1, 2, batch + 1, 100, params))
     assert len(snapshots.frames) == 1 + 2 * 4
     assert snapshots.captions[-1] == "epoch 2/2, batch 100/100" and snapshots.progress[-1] == 1.0
     assert [float(frame[0, 0]) for frame in snapshots.frames] == [0, 25, 50, 75, 100, 125, 150, 175, 200]
+
+
+def step(epoch: int, epochs: int, batch: int, batches: int, params: Params) -> Progress:
+    return Progress("step", epoch, epochs, batch, batches, 0.1, 0.5, params)
+
+
+def test_a_long_run_keeps_a_bounded_number_of_frames():
+    epochs, batches = 1000, 3
+    snapshots = WeightSnapshots(epochs=epochs)
+    params = Params.initial(2, np.random.default_rng(0))
+    snapshots.record(Progress("start", 1, epochs, 0, batches, float("nan"), 0.5, params))
+    for epoch in range(1, epochs + 1):
+        for batch in range(1, batches + 1):
+            snapshots.record(step(epoch, epochs, batch, batches, params))
+    assert 100 <= len(snapshots.frames) <= 1 + MAX_FRAMES
+    assert snapshots.captions[-1] == f"epoch {epochs}/{epochs}, batch {batches}/{batches}"
 
 
 def test_large_layers_record_only_the_first_units():

@@ -1,35 +1,104 @@
-"""Fetch dataset files from mirrors, verify them by SHA-256, and write them atomically.
+"""Fetch dataset files from mirrors, verify them by size and SHA-256, and write them atomically.
 
 A mirror is either a built-in base URL (the official layout: BASE + file name) or one the user
 gives: an http(s)/file URL or a local folder holding one sub-folder per dataset, laid out like the
 data dir (BASE/mnist/train-images-idx3-ubyte.gz). User mirrors are tried first, in order.
 
 Nothing reaches its final name before its checksum passes: bytes go to a hidden `.part` file
-beside it, which survives a failed attempt so that the next attempt (or mirror, or run) can resume
-it with an HTTP Range request.
+beside it, which survives a failed attempt so that the next attempt or mirror can resume it with an
+HTTP Range request. When the download fails for good (or is interrupted) the `.part` is removed;
+one left by a killed run is resumed by the next.
+
+A mirror may be hostile or broken, so every transfer is bounded:
+- in size: no file is written past its official size, and a Content-Length above it is refused;
+  a local mirror's file must be a regular file (not a FIFO or /dev/zero) no larger than that;
+- in time: a watchdog thread closes the socket of a transfer that stays below a minimum speed
+  (like curl's --speed-limit/--speed-time) or runs past a per-file deadline, headers included,
+  which requests' per-read timeout alone cannot do against a server that sends a byte at a time.
+
+Concurrent runs (several shells, parallel jobs) share a data dir safely: each file is fetched
+under an exclusive OS lock (flock on DATA_DIR/<dataset>/.<file>.lock), so a second process waits,
+then finds the verified file. The kernel drops the lock when its holder dies, kill -9 included.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import socket
+import stat
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from functools import cache
 from pathlib import Path
+from time import monotonic   # imported by name: tests replace `time` to record the backoff sleeps
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
+
+try:
+    import fcntl
+except ImportError:          # Windows: no flock; concurrent runs there are not coordinated
+    fcntl = None
 
 from mlknobs import __version__
 from mlknobs.files import fsync_dir
 from mlknobs.data.datasets import DatasetSpec
-from mlknobs.errors import DownloadError
+from mlknobs.errors import DownloadError, MlknobsError
 
 CHUNK_BYTES = 1 << 16
+SMALL_CHUNK_BYTES = 1 << 10   # read size when urllib3 lacks read1 (see _body_chunks)
+MAX_BACKOFF_WAIT = 60.0       # seconds: the longest single wait between two attempts
 OFFLINE_HINT = ("On a machine without internet, put the four .gz files in FOLDER/{dataset}/ "
                 "and pass --mirror FOLDER (or set MLKNOBS_MIRROR=FOLDER).")
 
+
+class DataDirNotWritable(DownloadError):
+    """The data folder cannot hold the downloaded files (read-only, not a folder, disk full, ...).
+
+    `folder` is where writing failed (DATA_DIR/<dataset>), `data_dir` the data dir it is in, and
+    `reason` the system's words ("Permission denied", "No space left on device"). The fix is the
+    user's: another data dir, or room on this one.
+    """
+
+    def __init__(self, folder: Path, reason: str, data_dir: Path | None = None):
+        self.folder = Path(folder)
+        self.data_dir = Path(data_dir) if data_dir is not None else self.folder.parent
+        self.reason = reason
+        super().__init__(f"cannot use data folder {self.folder}: {reason}")
+
+
+def _not_writable(folder: Path, error: OSError) -> DataDirNotWritable:
+    return DataDirNotWritable(folder, error.strerror or str(error))
+
+
+class DownloadSettingsError(MlknobsError, ValueError):
+    """A download setting, or the environment variable setting it, is out of range.
+
+    `name` is the variable (MLKNOBS_DOWNLOAD_RETRIES) or the DownloadSettings field, `value` what
+    was given, `allowed` the range in words ("a whole number from 0 to 20").
+    """
+
+    def __init__(self, name: str, value, allowed: str):
+        self.name, self.value, self.allowed = name, value, allowed
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else f"{shown[:30]}… ({len(shown) - 2} characters)"
+        super().__init__(f"{name} must be {allowed}, got {shown}")
+
+
+class UnsupportedMirror(MlknobsError, ValueError):
+    """A user-given mirror we cannot fetch from (empty, or a scheme such as ftp://); `mirror` as given."""
+
+    def __init__(self, mirror: str, message: str):
+        self.mirror = mirror
+        super().__init__(message)
+
+
+# --- mirrors ----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Mirror:
@@ -59,13 +128,14 @@ def _looks_like_windows_path(text: str) -> bool:
 
 
 def parse_mirror(text: str) -> Mirror:
-    """A user-given mirror; raises ValueError for a scheme we cannot fetch from."""
+    """A user-given mirror; raises UnsupportedMirror (a ValueError) for one we cannot fetch from."""
     text = text.strip()
     if not text:
-        raise ValueError("empty mirror")
+        raise UnsupportedMirror(text, "empty mirror")
     scheme = urlparse(text).scheme
     if scheme not in ("", "http", "https", "file") and not _looks_like_windows_path(text):
-        raise ValueError(f"unsupported mirror {text!r}: use an http(s):// or file:// URL or a local folder")
+        raise UnsupportedMirror(text, f"unsupported mirror {text!r}: use an http(s):// or file:// URL "
+                                      f"or a local folder")
     return Mirror(text, per_dataset=True)
 
 
@@ -74,46 +144,121 @@ def mirrors_for(spec: DatasetSpec, user_mirrors: tuple[str, ...] | list[str] = (
     return [parse_mirror(m) for m in user_mirrors] + [Mirror(m, per_dataset=False) for m in spec.mirrors]
 
 
+# --- settings ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Bound:
+    """The values a setting may take: kind, and low..high (low itself excluded if not low_ok)."""
+    kind: type
+    low: float
+    high: float
+    low_ok: bool = True
+
+    def admits(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float) if self.kind is float else int):
+            return False
+        # Written so that NaN fails too (every comparison with it is False), and infinity.
+        return (self.low <= value if self.low_ok else self.low < value) and value <= self.high
+
+    def describe(self) -> str:
+        low, high = _plain(self.low), _plain(self.high)
+        if self.kind is int:
+            return f"a whole number from {low} to {high}"
+        if self.low_ok:
+            return f"a number from {low} to {high}"
+        return f"a number > {low} and at most {high}"
+
+
+def _plain(number: float) -> str:
+    """1073741824 rather than 1.07374e+09; 0.5 as 0.5."""
+    return str(int(number)) if number == int(number) else f"{number:g}"
+
+
+# Upper bounds keep every wait finite and every product of them representable: without them
+# MLKNOBS_DOWNLOAD_RETRIES=5000 made `backoff * 2 ** n` overflow, and a huge backoff slept for years.
+_BOUNDS = {
+    "connect_timeout": _Bound(float, 0, 600, low_ok=False),
+    "read_timeout": _Bound(float, 0, 600, low_ok=False),
+    "retries": _Bound(int, 0, 20),
+    "backoff": _Bound(float, 0, 60),
+    "deadline": _Bound(float, 0, 24 * 3600, low_ok=False),
+    "speed_limit": _Bound(int, 0, 1 << 30),
+    "speed_time": _Bound(float, 0, 3600, low_ok=False),
+}
+
+# Environment variable -> the settings it sets (the timeout sets both the connect and the read one).
+ENV_VARIABLES = {
+    "MLKNOBS_DOWNLOAD_TIMEOUT": ("connect_timeout", "read_timeout"),
+    "MLKNOBS_DOWNLOAD_RETRIES": ("retries",),
+    "MLKNOBS_DOWNLOAD_BACKOFF": ("backoff",),
+    "MLKNOBS_DOWNLOAD_DEADLINE": ("deadline",),
+    "MLKNOBS_DOWNLOAD_SPEED_LIMIT": ("speed_limit",),
+    "MLKNOBS_DOWNLOAD_SPEED_TIME": ("speed_time",),
+}
+
+
 @dataclass(frozen=True)
 class DownloadSettings:
     connect_timeout: float = 10.0   # seconds to establish a connection
     read_timeout: float = 30.0      # seconds of silence allowed mid-transfer
     retries: int = 3                # further attempts per mirror after a connection error or 5xx
-    backoff: float = 1.0            # first wait before a retry, doubled each time
+    backoff: float = 1.0            # first wait before a retry, doubled each time (each wait <= 60 s)
+    # Seconds one file may take from one mirror, retries and waits included; then the next mirror.
+    # 300 s lets a 100 KB/s link fetch the largest official file (Fashion-MNIST's 26.4 MB training
+    # images, 264 s; MNIST's 9.9 MB takes 99 s), while a mirror that trickles just above the speed
+    # limit is dropped after 5 minutes instead of hours.
+    deadline: float = 300.0
+    # A transfer slower than speed_limit bytes/s over speed_time seconds is abandoned (0: no limit),
+    # as with curl --speed-limit 1024 --speed-time 30: a dead or trickling mirror goes in 30 s.
+    speed_limit: int = 1024
+    speed_time: float = 30.0
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            bound, value = _BOUNDS[field.name], getattr(self, field.name)
+            if not bound.admits(value):
+                raise DownloadSettingsError(field.name, value, bound.describe())
 
     @classmethod
     def from_env(cls) -> DownloadSettings:
-        """The defaults, adjusted by MLKNOBS_DOWNLOAD_{TIMEOUT,RETRIES,BACKOFF} when set.
+        """The defaults, adjusted by the MLKNOBS_DOWNLOAD_* variables in ENV_VARIABLES when set.
 
-        Not CLI options: they are for slow links and for tests that must not sleep between retries.
-        MLKNOBS_DOWNLOAD_TIMEOUT sets both the connect and the read timeout.
+        A bad value raises DownloadSettingsError (a ValueError) naming the variable, e.g.
+        "MLKNOBS_DOWNLOAD_RETRIES must be a whole number from 0 to 20, got '5000'".
         """
         settings = {}
-        timeout = _env_number("MLKNOBS_DOWNLOAD_TIMEOUT", float, positive=True)
-        if timeout is not None:
-            settings.update(connect_timeout=timeout, read_timeout=timeout)
-        retries = _env_number("MLKNOBS_DOWNLOAD_RETRIES", int)
-        if retries is not None:
-            settings["retries"] = retries
-        backoff = _env_number("MLKNOBS_DOWNLOAD_BACKOFF", float)
-        if backoff is not None:
-            settings["backoff"] = backoff
+        for variable, names in ENV_VARIABLES.items():
+            value = _env_number(variable, _BOUNDS[names[0]])
+            if value is not None:
+                settings.update(dict.fromkeys(names, value))
         return cls(**settings)
 
 
-def _env_number(name: str, kind: type, positive: bool = False) -> float | int | None:
+def _env_number(name: str, bound: _Bound) -> float | int | None:
     text = os.environ.get(name, "").strip()
     if not text:
         return None
     try:
-        value = kind(text)
-    except ValueError:
+        value = bound.kind(text)
+    except ValueError:   # also int("9" * 5000): too many digits to convert
         value = None
-    # Written so that NaN fails too; infinity would hang forever on a silent server.
-    if value is None or not (value > 0 if positive else value >= 0) or value == float("inf"):
-        what = "a whole number" if kind is int else "a number"
-        raise ValueError(f"{name} must be {what} {'> 0' if positive else '>= 0'}, got {text!r}")
+    if value is None or not bound.admits(value):
+        raise DownloadSettingsError(name, text, bound.describe())
     return value
+
+
+def _backoff_wait(settings: DownloadSettings, failures: int) -> float:
+    """Seconds to wait after the n-th failure: backoff, doubled each time, at most MAX_BACKOFF_WAIT."""
+    return min(MAX_BACKOFF_WAIT, settings.backoff * 2.0 ** min(failures - 1, 64))
+
+
+# --- downloading --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Expected:
+    """What the official file is: every copy must match both."""
+    sha256: str
+    size: int
 
 
 def sha256_of(path: Path) -> str:
@@ -128,6 +273,10 @@ class _MirrorFailed(Exception):
     """This mirror cannot deliver the file; the message is the reason shown to the user."""
 
 
+class _TooLarge(_MirrorFailed):
+    """The mirror sent more bytes than the official file has; what it sent is worthless."""
+
+
 class _Retryable(Exception):
     """A passing failure (connection cut, timeout, 5xx): try the same mirror again."""
 
@@ -137,32 +286,48 @@ def ensure_file(spec: DatasetSpec, filename: str, data_dir: Path, mirrors: list[
                 settings: DownloadSettings | None = None) -> Path:
     """Return DATA_DIR/<dataset>/<filename>, verified; download it first if needed.
 
-    `settings` defaults to DownloadSettings.from_env().
+    `settings` defaults to DownloadSettings.from_env(). Raises DownloadError when no mirror
+    delivers, DataDirNotWritable when the file cannot be written into the data dir.
     """
     settings = settings if settings is not None else DownloadSettings.from_env()
-    expected = spec.sha256[filename]
-    dest_dir = Path(data_dir) / spec.name
-    final = dest_dir / filename
+    expected = _Expected(spec.sha256[filename], spec.sizes[filename])
+    folder = Path(data_dir) / spec.name
+    final = folder / filename
+    if not force and _is_verified(final, expected):
+        return final   # the common case needs no lock, so a read-only data dir with its files works
+    with file_lock(folder, filename):
+        part = folder / f".{filename}.part"
+        try:
+            return _ensure_locked(spec, filename, final, part, expected, mirrors, force, progress, settings)
+        except BaseException:
+            # Failed for good, or Ctrl-C: leave nothing behind (a bounded, partial file is no use
+            # to the user, and a killed run's .part is resumed anyway).
+            _remove_quietly(part)
+            raise
+
+
+def _ensure_locked(spec: DatasetSpec, filename: str, final: Path, part: Path, expected: _Expected,
+                   mirrors: list[Mirror], force: bool, progress: bool | None,
+                   settings: DownloadSettings) -> Path:
+    """ensure_file's work while holding the file's lock: no other process touches its files now."""
+    folder = final.parent
+    remove_stale_temporaries(folder, filename)
     reasons = []
-    try:
-        if final.is_file() and not force:
-            if sha256_of(final) == expected:
-                return final
-            # A corrupt copy under the final name (edited by hand, disk error): fetch a fresh one,
-            # and say so if no mirror can deliver one.
-            reasons.append(f"{final}: present but fails its SHA-256 check")
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        part = dest_dir / f".{filename}.part"
-        if force:
-            part.unlink(missing_ok=True)
-    except OSError as e:
-        raise DownloadError(f"cannot use data folder {dest_dir}: {e.strerror or e}") from e
+    if not force and final.exists():
+        if _is_verified(final, expected):
+            _remove_quietly(part)   # another process fetched it while we waited for the lock
+            return final
+        # A corrupt copy under the final name (edited by hand, disk error): fetch a fresh one,
+        # and say so if no mirror can deliver one.
+        reasons.append(f"{final}: present but fails its SHA-256 check")
+    if force or _size_or_zero(part) > expected.size:
+        _remove_quietly(part)   # a partial file bigger than the whole one is garbage
     session = None
     for mirror in mirrors:
         where = mirror.locate(spec.name, filename)
         try:
             if mirror.is_local:
-                _copy_local(Path(where), part, progress)
+                _copy_local(Path(where), part, expected.size, progress)
                 _verify(part, expected, resumed=False)
             else:
                 if session is None:
@@ -174,8 +339,8 @@ def ensure_file(spec: DatasetSpec, filename: str, data_dir: Path, mirrors: list[
         try:
             os.replace(part, final)
         except OSError as e:
-            raise DownloadError(f"cannot save {final}: {e.strerror or e}") from e
-        fsync_dir(dest_dir)
+            raise _not_writable(folder, e) from e
+        fsync_dir(folder)
         return final
     lines = [f"could not download {spec.name}/{filename} from any mirror:"]
     lines += [f"  - {r}" for r in reasons] or ["  - no mirrors configured"]
@@ -193,15 +358,151 @@ def ensure_dataset(spec: DatasetSpec, data_dir: Path, user_mirrors=(), force: bo
             for name in spec.files}
 
 
-def _new_session():
-    import requests  # imported here: `mlknobs --help` should not pay for it
+def _is_verified(path: Path, expected: _Expected) -> bool:
+    """Is there a regular file at `path` with the official size and checksum?"""
+    try:
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as e:
+        raise DownloadError(f"cannot use data folder {path.parent}: {e.strerror or e}") from e
+    # Checked before hashing: a FIFO would block the read, a huge file would take minutes.
+    if not stat.S_ISREG(info.st_mode) or info.st_size != expected.size:
+        return False
+    try:
+        return sha256_of(path) == expected.sha256
+    except OSError as e:
+        raise DownloadError(f"cannot read {path}: {e.strerror or e}") from e
 
-    session = requests.Session()
-    session.headers["User-Agent"] = f"mlknobs/{__version__}"
-    # The checksum is of the .gz bytes: ask for them as stored, never re-encoded in transit.
-    session.headers["Accept-Encoding"] = "identity"
-    return session
 
+def _size_or_zero(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def remove_stale_temporaries(folder: Path, filename: str) -> None:
+    """Delete hidden `.<filename>.*.tmp` files in `folder` (atomic_write's): a killed writer's leftovers.
+
+    Call it only while holding the lock of that file's writers (file_lock), so that no live process
+    can own one of them.
+    """
+    prefix = f".{filename}."
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(prefix) and name.endswith(".tmp"):
+            _remove_quietly(folder / name)
+
+
+# --- one process per file -------------------------------------------------------------------------------
+
+_held_locks = threading.local()   # lock paths this thread holds: taking one again is a no-op
+
+
+@contextmanager
+def file_lock(folder: Path, filename: str, required: bool = True):
+    """Hold the exclusive lock of DATA_DIR/<dataset>/<filename>, creating `folder` if needed.
+
+    Waits while another process (or thread) holds it. Re-entrant within a thread, so a caller may
+    wrap ensure_file and its own follow-up work (parsing, caching) in one lock. If the lock file
+    cannot be created, raises DataDirNotWritable, or, with required=False, yields False and runs
+    unlocked (a read-only data dir that already holds its files needs no lock). Yields whether the
+    lock is held (False also on systems without flock, where runs are not coordinated).
+    """
+    folder = Path(folder)
+    lock_path = folder / f".{filename}.lock"
+    key = os.path.abspath(lock_path)
+    held = _locks_held_by_this_thread()
+    if key in held:
+        yield True
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = _acquire(lock_path) if fcntl is not None else None
+    except _NoFlock:
+        fd = None
+    except OSError as e:
+        if required:
+            raise _not_writable(folder, e) from e
+        fd = None
+    if fd is None:   # unlocked: a read-only folder (required=False), or no flock here
+        yield False
+        return
+    held.add(key)
+    try:
+        yield True
+    finally:
+        held.discard(key)
+        _release(lock_path, fd)
+
+
+def _locks_held_by_this_thread() -> set[str]:
+    if not hasattr(_held_locks, "paths"):
+        _held_locks.paths = set()
+    return _held_locks.paths
+
+
+class _NoFlock(Exception):
+    """The data dir's file system cannot flock (e.g. NFSv3 without lockd): go on without the lock."""
+
+
+# What flock says on a file system that does not support it.
+_FLOCK_UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
+
+
+def _acquire(lock_path: Path) -> int:
+    """flock the lock file, waiting for its holder; returns the open descriptor."""
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as e:
+                if e.errno not in _FLOCK_UNSUPPORTED:
+                    raise
+                _remove_quietly(lock_path)   # no one can hold a lock here, so no one needs the file
+                raise _NoFlock() from e
+            # The holder before us deletes the lock file as it releases it (so none is left behind).
+            # If we locked such a deleted file, we hold nothing: start again on the current one.
+            if _names_file(lock_path, fd):
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def _release(lock_path: Path, fd: int) -> None:
+    """Delete the lock file while still holding it, then drop the lock by closing it."""
+    try:
+        if _names_file(lock_path, fd):
+            os.unlink(lock_path)
+    except OSError:
+        pass   # left in place: harmless, the next holder reuses it
+    finally:
+        os.close(fd)
+
+
+def _names_file(path: Path, fd: int) -> bool:
+    try:
+        on_disk = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    return os.path.samestat(on_disk, os.fstat(fd))
+
+
+# --- local mirrors ---------------------------------------------------------------------------------------
 
 def _progress_bar(total: int | None, initial: int, desc: str, progress: bool | None):
     from tqdm import tqdm
@@ -211,78 +512,183 @@ def _progress_bar(total: int | None, initial: int, desc: str, progress: bool | N
                 disable=(not progress) if progress is not None else None)
 
 
-def _copy_local(source: Path, part: Path, progress: bool | None) -> None:
-    if not source.is_file():
-        if source.exists():
-            raise _MirrorFailed("not a regular file")
-        flat = source.parent.parent / source.name
-        if flat.is_file():
-            # The user pointed at the dataset folder itself rather than the folder above it.
-            raise _MirrorFailed(f"no such file (but {flat} exists: pass its parent folder "
-                                f"{flat.parent.parent} as the mirror)")
-        raise _MirrorFailed("no such file")
-    try:
-        with open(source, "rb") as src, open(part, "wb") as dst, \
-                _progress_bar(source.stat().st_size, 0, source.name, progress) as bar:
-            for block in iter(lambda: src.read(1 << 20), b""):
-                dst.write(block)
+def _copy_local(source: Path, part: Path, size: int, progress: bool | None) -> None:
+    """Copy a local mirror's file into `part`, from scratch (a local copy is cheap to restart)."""
+    with _open_local_source(source, size) as src:
+        try:
+            dst = open(part, "wb")
+        except OSError as e:
+            raise _not_writable(part.parent, e) from e
+        with dst, _progress_bar(size, 0, source.name, progress) as bar:
+            copied = 0
+            # At most size + 1 bytes: a file that grows, or a /proc-like one that says it is empty,
+            # cannot make us copy forever.
+            while block := _read_source(src, min(1 << 20, size + 1 - copied)):
+                copied += len(block)
+                if copied > size:
+                    break
+                _write_part(dst, block, part)
                 bar.update(len(block))
-            dst.flush()
-            os.fsync(dst.fileno())
+            _sync_part(dst, part)
+    if copied > size:
+        _remove_quietly(part)
+        raise _TooLarge(f"more than the {size} bytes of the official file")
+
+
+@contextmanager
+def _open_local_source(source: Path, size: int):
+    """The mirror's file, opened for reading if it is a regular file of at most `size` bytes."""
+    nonblocking = getattr(os, "O_NONBLOCK", 0)   # POSIX only; Windows has no FIFOs to open
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer. fstat then refuses it.
+        fd = os.open(source, os.O_RDONLY | nonblocking | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise _MirrorFailed(_missing_local_file(source)) from None
     except OSError as e:
-        raise _MirrorFailed(f"cannot copy: {e.strerror or e}") from e
+        raise _MirrorFailed(f"cannot read ({e.strerror or e})") from e
+    try:
+        info = os.fstat(fd)   # of what we opened: the path may have changed since
+        if not stat.S_ISREG(info.st_mode):
+            raise _MirrorFailed(f"not a regular file ({_file_type(info.st_mode)})")
+        if info.st_size > size:
+            raise _TooLarge(f"{info.st_size} bytes, more than the {size} bytes of the official file")
+        if nonblocking:
+            os.set_blocking(fd, True)
+        src = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with src:
+        yield src
 
 
-def _verify(part: Path, expected: str, resumed: bool) -> None:
+def _missing_local_file(source: Path) -> str:
+    flat = source.parent.parent / source.name
+    if flat.is_file():
+        # The user pointed at the dataset folder itself rather than the folder above it.
+        return f"no such file (but {flat} exists: pass its parent folder {flat.parent.parent} as the mirror)"
+    return "no such file"
+
+
+def _file_type(mode: int) -> str:
+    kinds = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")]
+    return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+def _read_source(src, n: int) -> bytes:
+    try:
+        return src.read(n)
+    except OSError as e:
+        raise _MirrorFailed(f"cannot read ({e.strerror or e})") from e
+
+
+def _write_part(f, data: bytes, part: Path) -> None:
+    try:
+        f.write(data)
+    except OSError as e:
+        raise _not_writable(part.parent, e) from e
+
+
+def _sync_part(f, part: Path) -> None:
+    try:
+        f.flush()
+        os.fsync(f.fileno())
+    except OSError as e:
+        raise _not_writable(part.parent, e) from e
+
+
+def _verify(part: Path, expected: _Expected, resumed: bool) -> None:
     with open(part, "rb") as f:
         head = f.read(512)
     if head.lstrip()[:1] == b"<" and b"html" in head.lower():
         part.unlink()
         raise _MirrorFailed("got an HTML page instead of data")
-    actual = sha256_of(part)
-    if actual != expected:
+    size = part.stat().st_size
+    actual = sha256_of(part) if size == expected.size else None
+    if actual != expected.sha256:
         part.unlink()
         if resumed:
             raise _Retryable("checksum mismatch after resuming a partial file")
-        raise _MirrorFailed(f"checksum mismatch (got sha256 {actual[:12]}…, expected {expected[:12]}…)")
+        if actual is None:
+            raise _MirrorFailed(f"checksum mismatch (wrong size: {size} bytes, expected {expected.size})")
+        raise _MirrorFailed(f"checksum mismatch (got sha256 {actual[:12]}…, expected {expected.sha256[:12]}…)")
 
 
-def _fetch_http_verified(session, url: str, part: Path, expected: str,
+# --- HTTP mirrors -----------------------------------------------------------------------------------------
+
+def _new_session():
+    import requests  # imported here: `mlknobs --help` should not pay for it
+
+    session = requests.Session()
+    adapter = _watched_adapter_class()()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = f"mlknobs/{__version__}"
+    # The checksum is of the .gz bytes: ask for them as stored, never re-encoded in transit.
+    session.headers["Accept-Encoding"] = "identity"
+    return session
+
+
+def _fetch_http_verified(session, url: str, part: Path, expected: _Expected,
                          settings: DownloadSettings, progress: bool | None) -> None:
-    """Download url into part and verify it; retry passing failures with exponential backoff."""
+    """Download url into part and verify it; retry passing failures with exponential backoff.
+
+    All attempts together get settings.deadline seconds; a deadline or speed failure is not
+    retried (the next mirror is more likely to help).
+    """
+    deadline_at = monotonic() + settings.deadline
+    failures = 0
+    while True:
+        resumed = _size_or_zero(part) > 0
+        reason = None
+        with _Watchdog(deadline_at, settings) as watchdog:
+            try:
+                _fetch_http(session, url, part, expected.size, settings, progress, watchdog)
+            except Exception as e:
+                if watchdog.reason is not None:   # the failure is the watchdog closing the socket
+                    raise _MirrorFailed(watchdog.reason) from e
+                reason = _retry_reason(e, settings)
+        if reason is None:
+            try:
+                _verify(part, expected, resumed)
+                return
+            except _Retryable as e:
+                reason = str(e)
+        failures += 1
+        if failures > settings.retries:
+            raise _MirrorFailed(f"{reason}; gave up after {failures} attempts")
+        wait = _backoff_wait(settings, failures)
+        if monotonic() + wait >= deadline_at:
+            raise _MirrorFailed(f"{reason}; no time left for another attempt "
+                                f"within the {settings.deadline:g} s deadline")
+        time.sleep(wait)
+
+
+def _retry_reason(error: Exception, settings: DownloadSettings) -> str:
+    """Why an attempt failed, if another attempt may do better; re-raises the error otherwise."""
     import requests
     import urllib3
 
     timed_out = f"timed out (connect {settings.connect_timeout:g} s, read {settings.read_timeout:g} s)"
-    failures = 0
-    while True:
-        resumed = part.exists() and part.stat().st_size > 0
-        try:
-            _fetch_http(session, url, part, settings, progress)
-            _verify(part, expected, resumed)
-            return
-        except _Retryable as e:
-            reason = str(e)
-        except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):
-            reason = timed_out
-        except requests.ConnectionError as e:
-            if _find_cause(e, socket.gaierror) is not None:
-                # An unknown host (or no network at all) does not come back in a few seconds.
-                raise _MirrorFailed("host name not found") from e
-            reason = timed_out if _find_cause(e, TimeoutError) else f"connection failed ({_connection_reason(e)})"
-        except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
-            # Connection cut mid-body, invalid responses: passing faults worth another try.
-            reason = f"transfer failed ({_connection_reason(e)})"
-        except OSError as e:
-            raise _MirrorFailed(f"cannot write {part}: {e.strerror or e}") from e
-        failures += 1
-        if failures > settings.retries:
-            raise _MirrorFailed(f"{reason}; gave up after {failures} attempts")
-        time.sleep(settings.backoff * 2 ** (failures - 1))
+    if isinstance(error, _Retryable):
+        return str(error)
+    if isinstance(error, (requests.Timeout, urllib3.exceptions.ReadTimeoutError)):
+        return timed_out
+    if isinstance(error, requests.ConnectionError):
+        if _find_cause(error, socket.gaierror) is not None:
+            # An unknown host (or no network at all) does not come back in a few seconds.
+            raise _MirrorFailed("host name not found") from error
+        return timed_out if _find_cause(error, TimeoutError) else f"connection failed ({_connection_reason(error)})"
+    if isinstance(error, (requests.RequestException, urllib3.exceptions.HTTPError)):
+        # Connection cut mid-body, invalid responses: passing faults worth another try.
+        return f"transfer failed ({_connection_reason(error)})"
+    raise error   # _MirrorFailed, DataDirNotWritable, programming errors
 
 
-def _fetch_http(session, url: str, part: Path, settings: DownloadSettings, progress: bool | None) -> None:
-    offset = part.stat().st_size if part.exists() else 0
+def _fetch_http(session, url: str, part: Path, size: int, settings: DownloadSettings,
+                progress: bool | None, watchdog: _Watchdog) -> None:
+    offset = _size_or_zero(part)
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     timeout = (settings.connect_timeout, settings.read_timeout)
     with session.get(url, stream=True, timeout=timeout, headers=headers, allow_redirects=True) as resp:
@@ -304,20 +710,221 @@ def _fetch_http(session, url: str, part: Path, settings: DownloadSettings, progr
                              f"(Content-Range: {resp.headers.get('Content-Range', 'none')})")
         if not appending:
             offset = 0  # the server ignored our Range: start over
-        length = resp.headers.get("Content-Length")
-        total = offset + int(length) if length and length.isdigit() else None
-        with open(part, "ab" if appending else "wb") as f, \
-                _progress_bar(total, offset, url.rsplit("/", 1)[-1], progress) as bar:
-            # The bytes exactly as sent: a .gz that a server labels Content-Encoding: gzip must not
-            # be inflated on the way (requests' iter_content would), or its checksum cannot match.
-            for chunk in resp.raw.stream(CHUNK_BYTES, decode_content=False):
-                f.write(chunk)
-                bar.update(len(chunk))
-            f.flush()
-            os.fsync(f.fileno())
-        if total is not None and part.stat().st_size != total:
-            raise _Retryable(f"connection closed early ({part.stat().st_size} of {total} bytes)")
+        length = resp.headers.get("Content-Length", "").strip()
+        total = offset + int(length) if length.isdigit() else None
+        if total is not None and total > size:
+            # Refused before a byte is written: a false huge length must not fill the disk.
+            raise _MirrorFailed(f"announces {total} bytes, more than the {size} bytes of the official file")
+        bar = lambda: _progress_bar(total or size, offset, url.rsplit("/", 1)[-1], progress)  # noqa: E731
+        try:
+            written = _save_body(resp, part, appending, offset, size, watchdog, bar)
+        except _TooLarge:
+            part.unlink(missing_ok=True)
+            raise
+    if watchdog.reason is not None:
+        # Closing the socket ends a body without Content-Length like a normal end would.
+        raise _MirrorFailed(watchdog.reason)
+    if written < (total or size):
+        raise _Retryable(f"connection closed early ({written} of {total or size} bytes)")
 
+
+def _save_body(resp, part: Path, appending: bool, offset: int, size: int, watchdog: _Watchdog,
+               make_bar) -> int:
+    """Write the response body after `offset` bytes of `part`; return the part's size after it.
+
+    Raises _TooLarge as soon as the body would take the file past `size` bytes.
+    """
+    try:
+        f = open(part, "ab" if appending else "wb")
+    except OSError as e:
+        raise _not_writable(part.parent, e) from e
+    written = offset
+    with f, make_bar() as bar:
+        for chunk in _body_chunks(resp.raw):
+            if watchdog.reason is not None:
+                break   # normally the watchdog's shutdown ends the read; this covers a socket it missed
+            if written + len(chunk) > size:
+                raise _TooLarge(f"sent more than the {size} bytes of the official file")
+            _write_part(f, chunk, part)
+            written += len(chunk)
+            watchdog.received += len(chunk)
+            bar.update(len(chunk))
+        _sync_part(f, part)
+    return written
+
+
+def _body_chunks(raw):
+    """The body exactly as sent, in pieces as they arrive.
+
+    decode_content=False: a .gz that a server labels Content-Encoding: gzip must not be inflated
+    on the way (requests' iter_content would), or its checksum cannot match. read1 returns what
+    one socket read brings, so the watchdog sees a slow body's progress byte by byte; plain
+    read(n) waits for all n bytes, hence the small pieces where read1 is missing (urllib3 < 2.1).
+    """
+    read1 = getattr(raw, "read1", None)
+    if read1 is None:
+        yield from raw.stream(SMALL_CHUNK_BYTES, decode_content=False)
+        return
+    while chunk := read1(CHUNK_BYTES, decode_content=False):
+        yield chunk
+
+
+# --- the watchdog: deadline and minimum speed ------------------------------------------------------------
+
+_current = threading.local()   # the watchdog of the transfer running in this thread, if any
+
+
+class _Watchdog:
+    """Abandons a transfer from another thread: past the deadline, or slower than the speed limit.
+
+    requests' read timeout bounds each silence only: a server that sends one byte (of the headers
+    or of the body) every few seconds never trips it. The watchdog wakes a few times a second,
+    and when time is up it shuts down the sockets of the transfer's connections, which wakes the
+    blocked read with an error (or an early end); the downloader then reports `reason`.
+
+    The speed rule is curl's: the bytes received over the last speed_time seconds, averaged, must
+    reach speed_limit. Headers count as no bytes, so headers dribbled for speed_time seconds fail
+    it too (a header block is far smaller than speed_limit * speed_time).
+    """
+
+    def __init__(self, deadline_at: float, settings: DownloadSettings):
+        self.deadline_at = deadline_at
+        self.settings = settings
+        self.received = 0                 # body bytes, counted by the reading thread
+        self.reason: str | None = None    # set once, when the watchdog ends the transfer
+        self._connections = []
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mlknobs-download-watchdog", daemon=True)
+
+    def __enter__(self) -> _Watchdog:
+        _current.watchdog = self
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        _current.watchdog = None
+        self._done.set()
+        self._thread.join()
+
+    def watch(self, connection) -> None:
+        """A connection the transfer uses (called by _WatchedConnection from the reading thread)."""
+        with self._lock:
+            self._connections.append(connection)
+            too_late = self.reason is not None
+        if too_late:
+            _shut_down(connection)
+
+    def _run(self) -> None:
+        start = monotonic()
+        samples = deque([(start, 0)])     # (time, bytes received then), over the last speed_time s
+        tick = min(0.25, self.settings.speed_time / 10)
+        while not self._done.wait(max(0.0, min(tick, self.deadline_at - monotonic()))):
+            now = monotonic()
+            reason = self._verdict(now, start, samples)
+            if reason is not None:
+                self._fire(reason)
+                return
+
+    def _verdict(self, now: float, start: float, samples: deque) -> str | None:
+        settings = self.settings
+        if now >= self.deadline_at:
+            return f"took longer than the {settings.deadline:g} s deadline ({self.received} bytes received)"
+        samples.append((now, self.received))
+        # Keep one sample at or before the window's start, so the window spans speed_time seconds.
+        while len(samples) > 1 and samples[1][0] <= now - settings.speed_time:
+            samples.popleft()
+        since, received_then = samples[0]
+        span = now - since
+        if settings.speed_limit and span >= settings.speed_time \
+                and self.received - received_then < settings.speed_limit * span:
+            rate = (self.received - received_then) / span
+            return (f"too slow: {rate:.0f} B/s for {settings.speed_time:g} s, "
+                    f"below the limit of {settings.speed_limit} B/s")
+        return None
+
+    def _fire(self, reason: str) -> None:
+        with self._lock:
+            self.reason = reason
+            connections = list(self._connections)
+        for connection in connections:
+            _shut_down(connection)
+
+
+def _shut_down(connection) -> None:
+    """Shut down (not close) a connection's socket from another thread: a blocked read returns.
+
+    Closing would free the descriptor for reuse while the reading thread still uses it. The plain
+    socket method also works for a TLS socket (its own shutdown first drops the TLS state, under the
+    reading thread's feet).
+    """
+    sock = getattr(connection, "sock", None)
+    if isinstance(sock, socket.socket):
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass   # already closed
+
+
+class _WatchedConnection:
+    """Mixed into urllib3's connection classes: tells the thread's watchdog about each connection.
+
+    On connect (the TLS handshake can be dribbled too) and on every response, since a kept-alive
+    connection serves several requests, each under its own watchdog.
+    """
+
+    def connect(self):
+        _watch(self)
+        return super().connect()
+
+    def getresponse(self, *args, **kwargs):
+        _watch(self)
+        return super().getresponse(*args, **kwargs)
+
+
+def _watch(connection) -> None:
+    watchdog = getattr(_current, "watchdog", None)
+    if watchdog is not None:
+        watchdog.watch(connection)
+
+
+@cache
+def _watched_adapter_class():
+    """A requests HTTPAdapter whose connections (direct or through an HTTP proxy) are watched."""
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    class WatchedHTTPConnection(_WatchedConnection, HTTPConnection):
+        pass
+
+    class WatchedHTTPSConnection(_WatchedConnection, HTTPSConnection):
+        pass
+
+    class WatchedHTTPPool(HTTPConnectionPool):
+        ConnectionCls = WatchedHTTPConnection
+
+    class WatchedHTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = WatchedHTTPSConnection
+
+    pools = {"http": WatchedHTTPPool, "https": WatchedHTTPSPool}
+
+    class WatchedAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = pools
+
+        def proxy_manager_for(self, proxy, **kwargs):
+            manager = super().proxy_manager_for(proxy, **kwargs)
+            # A SOCKS proxy brings its own connection classes; there the read timeout still holds.
+            if not proxy.lower().startswith("socks"):
+                manager.pool_classes_by_scheme = pools
+            return manager
+
+    return WatchedAdapter
+
+
+# --- error wording -----------------------------------------------------------------------------------------
 
 def _short(error: BaseException) -> str:
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -353,4 +960,3 @@ def _connection_reason(error: BaseException) -> str:
         if isinstance(e, OSError) and e.strerror:
             return e.strerror.lower()
     return _short(error)
-

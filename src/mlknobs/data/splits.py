@@ -6,6 +6,11 @@ writes each array as a `.npy` under DATA_DIR/<dataset>/cache/ with a small JSON 
 still has that size, mtime and inode (a download replaces the file, so it gets a new inode even
 within one tick of the clock); otherwise the `.gz` is verified and parsed again and the cache
 rewritten. A damaged or unwritable cache is never an error: the arrays come from the `.gz` then.
+
+Runs sharing a data dir take turns per file: fetching, parsing and caching happen under the file's
+download lock (download.file_lock), so a second run waits and then reads the first one's cache,
+and the lock holder may delete cache temp files that a killed run left behind. The cache files
+themselves are written atomically (temp file, then rename), so a reader never sees half of one.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ import numpy as np
 from mlknobs.data import idx
 from mlknobs.data.datasets import SPLIT_FILES, DatasetSpec, get_dataset
 from mlknobs.files import atomic_write
-from mlknobs.data.download import DownloadSettings, ensure_file, mirrors_for
-from mlknobs.errors import DataFormatError
+from mlknobs.data.download import DownloadSettings, ensure_file, file_lock, mirrors_for, remove_stale_temporaries
+from mlknobs.errors import DataFormatError, SettingsError
 
 CACHE_VERSION = 2   # 2: the record also holds the inode of the .gz
 
@@ -61,10 +66,15 @@ def load_split(dataset: str | DatasetSpec, split: str, data_dir: Path | None = N
             return cached
         if mirror_list is None:
             mirror_list = mirrors_for(spec, mirrors)
-        gz = ensure_file(spec, filename, data_dir, mirror_list, progress=progress, settings=settings)
-        result = reader(gz)
-        _write_cache(gz, spec.sha256[filename], result)
-        return result
+        # A read-only data dir cannot be locked, and needs no lock: nothing can be written there.
+        with file_lock(gz.parent, filename, required=False) as locked:
+            cached = _read_cache(gz, spec.sha256[filename], ndim) if locked else None
+            if cached is not None:
+                return cached   # another run wrote it while we waited for the lock
+            gz = ensure_file(spec, filename, data_dir, mirror_list, progress=progress, settings=settings)
+            result = reader(gz)
+            _write_cache(gz, spec.sha256[filename], result, locked=locked)
+            return result
 
     images = array(image_file, idx.read_images, ndim=2)
     labels = array(label_file, idx.read_labels, ndim=1)
@@ -85,7 +95,8 @@ def load_split(dataset: str | DatasetSpec, split: str, data_dir: Path | None = N
 def split_validation(train: Split, val_size: int) -> tuple[Split, Split]:
     """Hold out the last `val_size` training samples for validation (deterministic, like Nielsen's 50k/10k)."""
     if not 0 <= val_size < len(train):
-        raise ValueError(f"validation size {val_size} must be between 0 and {len(train) - 1}")
+        raise SettingsError([("val_size", f"{{val_size}} {val_size:,} leaves nothing to train on: it must be "
+                                          f"below the {len(train):,} training samples")])
     cut = len(train) - val_size
     return (Split(train.images[:cut], train.labels[:cut]),
             Split(train.images[cut:], train.labels[cut:]))
@@ -118,10 +129,14 @@ def _read_cache(gz: Path, sha256: str, ndim: int) -> np.ndarray | None:
     return array
 
 
-def _write_cache(gz: Path, sha256: str, array: np.ndarray) -> None:
+def _write_cache(gz: Path, sha256: str, array: np.ndarray, locked: bool = False) -> None:
+    """Write the cache entry of `gz`; `locked`: we hold its file_lock, so no one else writes it."""
     npy, record = _cache_paths(gz)
     try:
         npy.parent.mkdir(exist_ok=True)
+        if locked:
+            for path in (npy, record):
+                remove_stale_temporaries(path.parent, path.name)
         atomic_write(npy, lambda f: np.save(f, array, allow_pickle=False))
         # The record goes last: a cache without its record is never trusted.
         atomic_write(record, lambda f: f.write(json.dumps(_stamp(gz, sha256)).encode()))

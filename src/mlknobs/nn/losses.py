@@ -3,39 +3,18 @@
 Every loss is the mean over the batch of a per-sample loss, so its `delta` (dLoss/dz2) carries a
 factor 1/B and the learning rate does not have to change with the batch size.
 
-Saturation guard: saturated units must not produce subnormal floats (below 1.2e-38), which the
-CPU handles 10-100x slower; a run at a high learning rate would then seem to hang. The sigmoid is
-computed as (1 + tanh(z/2)) / 2, which is exact algebra but rounds to exactly 0 or 1 once |z| > ~17
-instead of creeping through the subnormal range, and the softmax clips its shifted logits at
--SATURATION = -30 (probabilities below 1e-13 change by less than 1e-13).
+The output activations and the saturation guard live in activations.py.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-SATURATION = 30.0
-
-
-def sigmoid_(z: np.ndarray) -> np.ndarray:
-    """In place: z <- 1 / (1 + exp(-z)), computed as (1 + tanh(z / 2)) / 2 (see the module note)."""
-    z *= 0.5
-    np.tanh(z, out=z)
-    z *= 0.5
-    z += 0.5
-    return z
-
-
-def softmax_(z: np.ndarray) -> np.ndarray:
-    """In place, row-wise: z <- exp(z - max) / sum(exp(z - max)); shifting by the max avoids overflow."""
-    z -= z.max(axis=1, keepdims=True)
-    np.maximum(z, -SATURATION, out=z)    # exp(-30) ~ 1e-13: keeps every probability a normal float
-    np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
-    return z
+from mlknobs.config import LOSS_NAMES
+from mlknobs.nn.activations import sigmoid_, softmax_
 
 
 def _rows(labels: np.ndarray) -> np.ndarray:
@@ -83,6 +62,7 @@ def mse_delta(a: np.ndarray, labels: np.ndarray, out: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Loss:
     name: str
+    output_activation: str                                                # its name in activations.py
     output_: Callable[[np.ndarray], np.ndarray]                           # in place on z2
     samples: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]   # (a2, labels, out) -> loss per sample
     delta: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]     # (a2, labels, out) -> dLoss/dz2
@@ -91,8 +71,19 @@ class Loss:
         """The mean loss over the batch."""
         return float(self.samples(a2, labels, np.empty(len(labels), a2.dtype)).mean(dtype=np.float64))
 
+    def probabilities_(self, a2: np.ndarray) -> np.ndarray:
+        """In place: the outputs (n, 10) as probabilities that sum to 1 per row.
+
+        Softmax outputs already are. Sigmoid outputs (mse) are ten independent scores: normalise
+        them so that they read as probabilities (the argmax does not change).
+        """
+        if self.output_activation != "softmax":
+            a2 /= np.maximum(a2.sum(axis=1, keepdims=True), np.finfo(a2.dtype).tiny)
+        return a2
+
 
 LOSSES: dict[str, Loss] = {
-    "cross-entropy": Loss("cross-entropy", softmax_, cross_entropy_samples, cross_entropy_delta),
-    "mse": Loss("mse", sigmoid_, mse_samples, mse_delta),
+    "cross-entropy": Loss("cross-entropy", "softmax", softmax_, cross_entropy_samples, cross_entropy_delta),
+    "mse": Loss("mse", "sigmoid", sigmoid_, mse_samples, mse_delta),
 }
+assert tuple(LOSSES) == LOSS_NAMES, "config.LOSS_NAMES must list exactly the registered losses"

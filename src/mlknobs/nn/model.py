@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mlknobs.nn.losses import LOSSES, Loss, sigmoid_
+from mlknobs.nn.activations import ACTIVATIONS, DERIVATIVES, HIDDEN_ACTIVATION
+from mlknobs.nn.losses import LOSSES, Loss
 
 if TYPE_CHECKING:
     from mlknobs.config import TrainConfig
@@ -70,7 +71,7 @@ class Params:
         return self.w1.size + self.w2.size
 
     @classmethod
-    def initial(cls, hidden_size: int, rng: np.random.Generator, dtype=np.float32) -> "Params":
+    def initial(cls, hidden_size: int, rng: np.random.Generator, dtype=np.float32) -> Params:
         """Glorot/Xavier uniform weights, zero biases.
 
         Keeping Var(z) near 1 at the start puts every sigmoid in its steep middle, where it learns.
@@ -89,20 +90,25 @@ class Params:
     def arrays(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in PARAM_NAMES}
 
-    def zeros_like(self) -> "Params":
+    def zeros_like(self) -> Params:
         return Params(**{k: np.zeros_like(v) for k, v in self.arrays().items()})
 
-    def copy(self) -> "Params":
+    def copy(self) -> Params:
         return Params(**{k: v.copy() for k, v in self.arrays().items()})
 
-    def astype(self, dtype) -> "Params":
+    def astype(self, dtype) -> Params:
         return Params(**{k: v.astype(dtype) for k, v in self.arrays().items()})
 
-    def copy_from(self, other: "Params") -> None:
+    def copy_from(self, other: Params) -> None:
         np.copyto(self.flat, other.flat)
 
     def all_finite(self) -> bool:
         return bool(np.isfinite(self.flat).all())
+
+
+# The std of pixel/255 over a training set: at most 0.5 (half the pixels 0, half 255); below 1e-3
+# the images are practically constant, and dividing by the std would blow noise up into inputs.
+MIN_INPUT_STD, MAX_INPUT_STD = 1e-3, 0.5
 
 
 @dataclass(frozen=True)
@@ -125,7 +131,7 @@ class InputScaling:
         return -self.mean / self.std
 
     @classmethod
-    def fit(cls, images: np.ndarray, chunk_rows: int = 1024) -> "InputScaling":
+    def fit(cls, images: np.ndarray, chunk_rows: int = 1024) -> InputScaling:
         """Mean and std of pixel/255 over uint8 images (N, 784).
 
         Summed in float64 over chunks of rows: a float64 copy of all of MNIST would be 376 MB.
@@ -158,6 +164,8 @@ class Network:
     def __init__(self, params: Params, loss: Loss | str, max_batch: int):
         self.params = params
         self.loss = LOSSES[loss] if isinstance(loss, str) else loss
+        self.activation_ = ACTIVATIONS[HIDDEN_ACTIVATION]          # in place on z1
+        self.activation_slope = DERIVATIVES[HIDDEN_ACTIVATION]     # from a1: a1 (1 - a1) for the sigmoid
         dtype = params.w1.dtype
         hidden = params.hidden_size
         self.max_batch = max_batch
@@ -180,8 +188,8 @@ class Network:
         self._x = x
         a1 = self.a1[:n]
         np.matmul(x, p.w1, out=a1)          # (n, 784) @ (784, H) -> (n, H)
-        a1 += p.b1
-        sigmoid_(a1)
+        a1 += p.b1                          # z1
+        self.activation_(a1)                # a1 = sigmoid(z1), in place
         a2 = self.a2[:n]
         np.matmul(a1, p.w2, out=a2)         # (n, H) @ (H, 10) -> (n, 10)
         a2 += p.b2
@@ -201,9 +209,7 @@ class Network:
         np.sum(dz2, axis=0, out=g.b2)       # (10,)
         dz1 = self.dz1[:n]
         np.matmul(dz2, p.w2.T, out=dz1)     # da1: (n, 10) @ (10, H) -> (n, H)
-        slope = self.slope[:n]
-        np.subtract(1, a1, out=slope)
-        slope *= a1                         # sigmoid'(z1) = a1 (1 - a1)
+        slope = self.activation_slope(a1, out=self.slope[:n])   # sigmoid'(z1) = a1 (1 - a1)
         dz1 *= slope                        # dz1 = da1 * sigmoid'(z1)
         np.matmul(x.T, dz1, out=g.w1)       # (784, n) @ (n, H) -> (784, H)
         np.sum(dz1, axis=0, out=g.b1)       # (H,)
@@ -223,11 +229,13 @@ def outputs(params: Params, loss: str, scaling: InputScaling, pixels: np.ndarray
 
 def predict_proba(params: Params, loss: str, scaling: InputScaling, pixels: np.ndarray) -> np.ndarray:
     """Output probabilities (N, 10) for uint8 images (N, 784)."""
-    out = outputs(params, loss, scaling, pixels)
-    if loss == "mse":
-        # Sigmoid outputs are independent scores; normalise them so they read as probabilities.
-        out /= np.maximum(out.sum(axis=1, keepdims=True), np.finfo(out.dtype).tiny)
-    return out
+    return LOSSES[loss].probabilities_(outputs(params, loss, scaling, pixels))
+
+
+def architecture(hidden_size: int, loss: str) -> dict:
+    """The network's shape and activations, as model files record them."""
+    return {"input_size": INPUT_SIZE, "hidden_size": hidden_size, "output_size": OUTPUT_SIZE,
+            "hidden_activation": HIDDEN_ACTIVATION, "output_activation": LOSSES[loss].output_activation}
 
 
 @dataclass
@@ -241,6 +249,7 @@ class Model:
     history: list[dict] = field(default_factory=list)
     results: dict = field(default_factory=dict)     # test_accuracy, test_loss, seconds, ...
     meta: dict = field(default_factory=dict)        # the whole metadata as read from disk
+    parent: dict | None = None                      # the model it started from: path, sha256, dataset, test_accuracy
 
     @property
     def loss(self) -> str:
@@ -249,6 +258,10 @@ class Model:
     @property
     def dataset(self) -> str:
         return self.config.dataset
+
+    @property
+    def architecture(self) -> dict:
+        return architecture(self.params.hidden_size, self.loss)
 
     def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
         """Probabilities (N, 10) for uint8 images (N, 784)."""

@@ -1,4 +1,4 @@
-"""Mini-batch SGD with momentum (optionally Nesterov) and L2 weight decay, plus learning-rate schedules.
+"""Mini-batch SGD with momentum (optionally Nesterov) and L2 weight decay (schedules: schedules.py).
 
 With gradient g, velocity v, momentum mu, learning rate lr and weight decay lambda (weights only,
 not biases, so the decay shrinks the knobs that shape the features rather than the offsets):
@@ -13,32 +13,9 @@ This is the same formulation as PyTorch's SGD, so the two can be compared knob f
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from mlknobs.nn.model import Params
-
-SCHEDULES = ("constant", "step", "cosine", "one-cycle")
-
-
-def learning_rate_at(schedule: str, base_lr: float, step: int, total_steps: int) -> float:
-    """The learning rate for optimizer step `step` (0-based) of `total_steps`."""
-    t = step / max(total_steps, 1)               # progress through training, 0 .. 1
-    if schedule == "constant":
-        return base_lr
-    if schedule == "step":
-        return base_lr * (0.1 if t >= 0.5 else 1.0) * (0.1 if t >= 0.75 else 1.0)
-    if schedule == "cosine":
-        return base_lr * 0.5 * (1 + math.cos(math.pi * t))
-    if schedule == "one-cycle":
-        # Warm up from lr/25 to lr over the first 30 %, then anneal to lr/25e4 (as PyTorch's OneCycleLR).
-        warmup, start, end = 0.3, base_lr / 25, base_lr / 25e4
-        if t < warmup:
-            return start + (base_lr - start) * 0.5 * (1 - math.cos(math.pi * t / warmup))
-        u = (t - warmup) / (1 - warmup)
-        return end + (base_lr - end) * 0.5 * (1 + math.cos(math.pi * u))
-    raise ValueError(f"unknown schedule {schedule!r} (known: {', '.join(SCHEDULES)})")
 
 
 class SGD:

@@ -26,8 +26,6 @@ Pillow is imported inside the functions: `mlknobs --help` should not pay for it.
 from __future__ import annotations
 
 import io
-import os
-import stat
 import struct
 import warnings
 from dataclasses import dataclass
@@ -37,12 +35,16 @@ from typing import TYPE_CHECKING, BinaryIO
 import numpy as np
 
 from mlknobs.errors import ImageError
+from mlknobs.files import human_size, open_regular, read_bounded
 
 if TYPE_CHECKING:
     from PIL import Image
 
 SIDE = 28                    # the network's input is SIDE × SIDE
 MAX_PIXELS = 64_000_000      # refuse larger pictures (a 64-megapixel RGBA decodes to 256 MB)
+# Refuse larger picture files (and stdin): a 108-megapixel phone JPEG is about 30 MB, so every
+# photo fits; uncompressed BMP/TIFF above ~22 megapixels do not (convert them to PNG or JPEG).
+MAX_PICTURE_BYTES = 64 * 2**20
 WORK_SIZE = 512              # pictures are reduced to at most this many pixels per side first
 DETECT_SIZE = 128            # stroke components are found on a grid at most this fine
 MIN_CONTRAST = 0.08          # ink must differ from the paper by this much (of black-to-white)
@@ -86,25 +88,25 @@ def read_input(source: str | Path | bytes, dataset: str = "mnist", name: str | N
 # --- reading --------------------------------------------------------------------------------------
 
 def load_image(source: str | Path | bytes, name: str | None = None) -> "Image.Image":
-    """Open and fully decode the first frame of a picture, refusing anything unreadable or huge."""
+    """Open and fully decode the first frame of a picture, refusing anything unreadable or huge.
+
+    A path must lead to a regular file (not a FIFO, a device such as /dev/zero, a directory, ...)
+    of at most MAX_PICTURE_BYTES, and is read whole, with that bound, before decoding; bytes (from
+    stdin, read with files.read_bounded(stream, MAX_PICTURE_BYTES, ...)) have the same limit.
+    """
     name = name if name is not None else str(source)
     if isinstance(source, bytes):
-        if not source:
-            raise ImageError(f"{name}: empty input (0 bytes)")
-        return _decode(io.BytesIO(source), name)
-    path = Path(source)
-    if not path.exists():
-        raise ImageError(f"{name}: no such file")
-    if path.is_dir():
-        raise ImageError(f"{name}: is a directory, not an image")
-    try:
-        with path.open("rb") as stream:
-            info = os.fstat(stream.fileno())
-            if stat.S_ISREG(info.st_mode) and info.st_size == 0:      # (a pipe reports size 0 too)
-                raise ImageError(f"{name}: empty file (0 bytes)")
-            return _decode(stream, name)
-    except OSError as e:
-        raise ImageError(f"{name}: cannot read ({e.strerror or e})") from e
+        data = source
+    else:
+        with open_regular(Path(source), MAX_PICTURE_BYTES, error=ImageError, name=name,
+                          kind="picture") as stream:
+            data = read_bounded(stream, MAX_PICTURE_BYTES, name, error=ImageError, kind="picture")
+    if not data:
+        raise ImageError(f"{name}: empty {'input' if isinstance(source, bytes) else 'file'} (0 bytes)")
+    if len(data) > MAX_PICTURE_BYTES:
+        raise ImageError(f"{name}: {human_size(len(data))} is too large for a picture "
+                         f"(limit {human_size(MAX_PICTURE_BYTES)})")
+    return _decode(io.BytesIO(data), name)
 
 
 def _decode(stream: BinaryIO, name: str) -> "Image.Image":

@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 
-from mlknobs.files import atomic_write, check_writable
 from mlknobs.data.splits import Split
 from mlknobs.errors import PlotError
+from mlknobs.files import atomic_write, check_writable
 from mlknobs.nn.evaluate import confusion_matrix
 from mlknobs.nn.model import Model
+from mlknobs.viz import PLOT_KINDS
+from mlknobs.viz.tiles import tile_grid
 
 DPI = 100
 PICTURE_FORMATS = ("png", "svg", "pdf")
@@ -94,31 +97,18 @@ def _render(fig, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-def _grid(count: int, columns: int | None = None) -> tuple[int, int]:
-    """(rows, columns) for `count` tiles: square-ish unless the column count is given."""
-    columns = min(columns or math.ceil(math.sqrt(count)), count)
-    return math.ceil(count / columns), columns
-
-
 def tile_mosaic(tiles: np.ndarray, columns: int, cell: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Lay tiles (n, 28, 28) out in rows of `columns` cells of `cell` = (width, height) pixels.
 
     Each tile sits at the bottom centre of its cell; the blank rows above it hold its caption.
     Blank pixels are NaN, so a colour map paints them as its "bad" colour (the background).
-    Returns the mosaic (rows * height, columns * width) and each caption's anchor (n, 2) as
-    (x, y): the middle of the tile's top edge in imshow's pixel coordinates.
+    Returns the mosaic and each caption's anchor (n, 2) as (x, y): the middle of the tile's top
+    edge in imshow's pixel coordinates.
     """
-    n = len(tiles)
-    rows, columns = _grid(n, columns)
     width, height = cell
-    left, top = (width - 28) // 2, height - 28
-    cells = np.full((rows * columns, height, width), np.nan, np.float32)
-    cells[:n, top:, left:left + 28] = tiles
-    mosaic = cells.reshape(rows, columns, height, width).transpose(0, 2, 1, 3).reshape(rows * height, columns * width)
-    index = np.arange(n)
+    mosaic, origins = tile_grid(tiles.astype(np.float32), columns, cell, offset=((width - 28) // 2, height - 28))
     # imshow centres pixel (i, j) on (j, i), so a tile's top edge is half a pixel above its first row.
-    anchors = np.stack([(index % columns) * width + left + 13.5, (index // columns) * height + top - 0.5], axis=1)
-    return mosaic, anchors
+    return mosaic, origins + np.array([13.5, -0.5])
 
 
 def _mosaic_axes(new_figure, mosaic: np.ndarray, inches_per_pixel: float, right_inches: float = 0.0):
@@ -136,6 +126,11 @@ def _mosaic_axes(new_figure, mosaic: np.ndarray, inches_per_pixel: float, right_
 
 def _grid_title(fig, text: str) -> None:
     fig.suptitle(text, fontsize=9.5, y=1 - MARGIN_INCHES / fig.get_size_inches()[1], va="top")
+
+
+def _shorten(name: str, limit: int = 60) -> str:
+    """A file name short enough for a title line: the middle gives way to an ellipsis."""
+    return name if len(name) <= limit else name[:limit // 2 - 1] + "…" + name[-(limit // 2):]
 
 
 def _describe(model: Model) -> str:
@@ -216,10 +211,18 @@ def history_figure(model: Model, name: str, fmt: str = "png") -> bytes:
         ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_xlim(0.5, max(epochs) + 0.5)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
     if model.results.get("best_epoch"):
         for ax in (loss_ax, accuracy_ax):
-            ax.axvline(model.results["best_epoch"], color="gray", linestyle=":", linewidth=1)
+            ax.axvline(model.results["best_epoch"], color="gray", linestyle=":", linewidth=1,
+                       label="kept epoch (best on validation)" if ax is loss_ax else None)
+    # One legend under both panels: inside a panel it would hide points or the kept-epoch line.
+    handles, labels = loss_ax.get_legend_handles_labels()
+    accuracy_handles, accuracy_labels = accuracy_ax.get_legend_handles_labels()
+    for handle, label in zip(accuracy_handles, accuracy_labels):
+        if label.startswith("test "):           # the test accuracy, beside the test loss
+            handles.append(handle)
+            labels.append(label)
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 3), fontsize=8, frameon=False)
     loss_ax.set_title("loss")
     accuracy_ax.set_title("accuracy")
     ran = (f"stopped early after {len(history)} of {model.config.epochs} epochs" if model.results.get("stopped_early")
@@ -273,7 +276,9 @@ def confusion_figure(model: Model, name: str, test: Split, fmt: str = "png") -> 
     fig.colorbar(wrong_image, ax=ax, shrink=0.7, label="mistakes (off-diagonal count)",
                  ticks=mpl.ticker.MaxNLocator(integer=True))
     total, correct = int(confusion.sum()), int(np.trace(confusion))
-    ax.set_title(f"Confusion matrix of {name} on the {model.dataset} test set\n"
+    # A figure title, not an axes title: centred over the whole picture, a long model name cannot
+    # push it past the left edge.
+    fig.suptitle(f"Confusion matrix of {_shorten(name)} on the {model.dataset} test set\n"
                  f"{correct:,} of {total:,} right ({100 * correct / max(total, 1):.2f} %); "
                  f"green: right answers, red: mistakes", fontsize=10)
     return _render(fig, fmt)
@@ -312,3 +317,27 @@ def mistakes_figure(model: Model, name: str, test: Split, count: int = 40, fmt: 
                      f"are misclassified;\nhere are the {len(shown)} the model is surest about, surest first "
                      f"(true class, predicted class and its probability)")
     return _render(fig, fmt)
+
+
+# --- the kinds of picture, as a table -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PlotRequest:
+    """Everything a kind of picture may use; each kind reads what it needs."""
+
+    model: Model
+    name: str                       # how the model is called in titles (its file name)
+    fmt: str = "png"
+    test: Split | None = None       # the model's test split, for the kinds that need it
+    max_units: int = 100
+    shared_scale: bool = False
+    count: int = 40
+
+
+DRAW = {
+    "weights": lambda r: weights_figure(r.model, r.name, r.max_units, r.shared_scale, r.fmt),
+    "history": lambda r: history_figure(r.model, r.name, r.fmt),
+    "confusion": lambda r: confusion_figure(r.model, r.name, r.test, r.fmt),
+    "mistakes": lambda r: mistakes_figure(r.model, r.name, r.test, r.count, r.fmt),
+}
+assert DRAW.keys() == PLOT_KINDS.keys(), "viz.PLOT_KINDS must describe exactly the kinds drawn here"

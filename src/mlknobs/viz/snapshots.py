@@ -1,22 +1,29 @@
 """An animation of learning: the hidden units' input weights, copied a few times per epoch, as a GIF.
 
-`WeightSnapshots.on_batch` plugs into `train.fit(on_batch=...)`. It copies the first `max_units`
-columns of w1 (the weights are updated in place, so a view would show only the last state) at a
-few evenly spaced steps per epoch: a set lookup per step and ~0.2 MB per frame, negligible next
-to the step itself. `gif_bytes` paints the frames with NumPy and Pillow alone, no matplotlib:
-each weight becomes an index into a blue-white-red palette, and the GIF stores those indices.
+`WeightSnapshots.record` is a training callback (see training.loop.Progress). It copies the first
+`max_units` columns of w1 (the weights are updated in place, so a view would show only the last
+state) at a few evenly spaced steps per epoch: a set lookup per step and ~0.2 MB per frame,
+negligible next to the step itself. A long run gets fewer frames per epoch, then frames in fewer
+epochs, so that there are never more than MAX_FRAMES (~30 MB) however many epochs it has.
+`gif_bytes` paints the frames with NumPy and Pillow alone, no matplotlib: each weight becomes an
+index into a blue-white-red palette, and the GIF stores those indices.
 """
 
 from __future__ import annotations
 
 import io
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mlknobs.nn.model import Params
+from mlknobs.viz.tiles import grid_shape, tile_grid
+
+if TYPE_CHECKING:
+    from mlknobs.training.loop import Progress
 
 FRAMES_PER_EPOCH = 6
+MAX_FRAMES = 150                   # besides the first: bounds the memory of a long run
 MAX_UNITS = 64
 FRAME_MILLISECONDS = 150
 LAST_FRAME_MILLISECONDS = 2500    # linger on the trained weights before the loop starts again
@@ -49,7 +56,7 @@ class WeightSnapshots:
 
     def __init__(self, epochs: int, start_weights: np.ndarray | None = None, start_label: str = "start",
                  start_epoch: int = 0, frames_per_epoch: int = FRAMES_PER_EPOCH, max_units: int = MAX_UNITS):
-        """Without start_weights, the first frame comes from `on_start` (the `fit(on_start=...)` hook)."""
+        """Without start_weights, the first frame comes from the run's "start" event (see `record`)."""
         self.epochs = epochs
         self.max_units = max_units
         self.hidden_size = self.units = 0       # known from the first frame
@@ -61,10 +68,17 @@ class WeightSnapshots:
         if start_weights is not None:
             self._record(start_weights, start_label, start_epoch / epochs)
 
-    def on_start(self, params: Params, epochs_done: int) -> None:
-        """The `fit(on_start=...)` hook: the first frame holds the weights training starts from."""
-        label = "initial random weights" if epochs_done == 0 else f"resumed after epoch {epochs_done}"
-        self._record(params.w1, label, epochs_done / self.epochs)
+    def record(self, progress: Progress) -> None:
+        """The training callback (see training.loop.Progress): a frame at the start and a few per epoch."""
+        if progress.event == "start":
+            done = progress.epoch - 1
+            label = "initial random weights" if done == 0 else f"resumed after epoch {done}"
+            self._record(progress.params.w1, label, done / self.epochs)
+        elif progress.event == "step" and self._recorded_epoch(progress.epoch, progress.epochs) \
+                and progress.batch - 1 in self.snapshot_batches(progress.batches):
+            self._record(progress.params.w1,
+                         f"epoch {progress.epoch}/{self.epochs}, batch {progress.batch}/{progress.batches}",
+                         (progress.epoch - 1 + progress.batch / progress.batches) / self.epochs)
 
     def _record(self, w1: np.ndarray, caption: str, progress: float) -> None:
         if not self.frames:
@@ -74,19 +88,21 @@ class WeightSnapshots:
         self.captions.append(caption)
         self.progress.append(progress)
 
+    def _frames_per_epoch(self) -> int:
+        return max(1, min(self.frames_per_epoch, MAX_FRAMES // self.epochs))
+
+    def _recorded_epoch(self, epoch: int, epochs: int) -> bool:
+        """Every epoch, unless one frame per epoch would still exceed MAX_FRAMES: then every k-th and the last."""
+        stride = math.ceil(self.epochs * self._frames_per_epoch() / MAX_FRAMES)
+        return epoch % stride == 0 or epoch == epochs
+
     def snapshot_batches(self, batches_per_epoch: int) -> frozenset[int]:
         """The 0-based batches after which a frame is taken; the epoch's last batch is always one."""
         if batches_per_epoch not in self._snapshot_batches:
-            count = min(self.frames_per_epoch, batches_per_epoch)
+            count = min(self._frames_per_epoch(), batches_per_epoch)
             self._snapshot_batches[batches_per_epoch] = frozenset(
                 math.ceil(k * batches_per_epoch / count) - 1 for k in range(1, count + 1))
         return self._snapshot_batches[batches_per_epoch]
-
-    def on_batch(self, epoch: int, batch: int, batches_per_epoch: int, params: Params) -> None:
-        """The `fit(on_batch=...)` hook (0-based epoch and batch)."""
-        if batch in self.snapshot_batches(batches_per_epoch):
-            self._record(params.w1, f"epoch {epoch + 1}/{self.epochs}, batch {batch + 1}/{batches_per_epoch}",
-                         (epoch + (batch + 1) / batches_per_epoch) / self.epochs)
 
     def gif_bytes(self, title: str = "") -> bytes:
         """The recorded frames as a looping animated GIF.
@@ -104,8 +120,7 @@ class WeightSnapshots:
         middle = (RAMP_LEVELS - 1) / 2
         levels = np.rint(np.clip(stack / limits, -1, 1) * middle + middle).astype(np.uint8)  # (F, 784, U)
 
-        columns = math.ceil(math.sqrt(self.units))
-        rows = math.ceil(self.units / columns)
+        rows, columns = grid_shape(self.units)
         zoom = max(2, min(8, round(TARGET_GRID_WIDTH / (columns * 28))))
         cell = 28 * zoom + TILE_GAP
         width = max(columns * cell - TILE_GAP + 2 * MARGIN, 420)
@@ -119,9 +134,7 @@ class WeightSnapshots:
         images = []
         for frame, caption, progress in zip(levels, self.captions, self.progress):
             tiles = frame.T.reshape(self.units, 28, 28).repeat(zoom, axis=1).repeat(zoom, axis=2)
-            cells = np.full((rows * columns, cell, cell), BACKGROUND, np.uint8)
-            cells[:self.units, :28 * zoom, :28 * zoom] = tiles
-            grid = cells.reshape(rows, columns, cell, cell).transpose(0, 2, 1, 3).reshape(rows * cell, columns * cell)
+            grid, _ = tile_grid(tiles, columns, (cell, cell), fill=BACKGROUND)
             page = np.full((height, width), BACKGROUND, np.uint8)
             page[HEADER + MARGIN:HEADER + MARGIN + rows * cell - TILE_GAP,
                  left:left + columns * cell - TILE_GAP] = grid[:rows * cell - TILE_GAP, :columns * cell - TILE_GAP]

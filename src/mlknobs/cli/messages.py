@@ -1,0 +1,56 @@
+"""Library errors in the command line's words: the one place where a hint names a flag or a command.
+
+The library raises errors that carry facts (the learning rate that diverged, the checkpoint in
+the way); `to_click(error, command)` turns each into a ClickException with a one-line message and
+the conventional exit code: 2 for a usage mistake, 1 for anything else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mlknobs import errors
+from mlknobs.cli.options import option_name
+
+
+def to_click(error: errors.MlknobsError, command: click.Command | None) -> click.ClickException:
+    if isinstance(error, errors.SettingsError):
+        return click.UsageError(error.describe(lambda setting: _flag(command, setting)))
+    return click.ClickException(_worded(error, command))
+
+
+def _flag(command: click.Command | None, setting: str) -> str:
+    return option_name(command, setting) if command is not None else setting
+
+
+def _out_flag(command: click.Command | None) -> str:
+    return "--out" if command is not None and command.name == "train" else "--model"
+
+
+def _worded(error: errors.MlknobsError, command: click.Command | None) -> str:
+    if isinstance(error, errors.TrainingDiverged):
+        return f"{error}: try a smaller learning rate, e.g. --lr {error.learning_rate / 5:g}"
+    if isinstance(error, errors.InterruptedRunExists):
+        out = _model_of(error.checkpoint)
+        return (f"{error}: continue it with `mlknobs train --resume --out {out}`, "
+                f"or pass --fresh to start over and replace it")
+    if isinstance(error, errors.ResumeSettingsDiffer):
+        flags = ", ".join(_flag(command, name) for name in error.differences)
+        return f"{error}. Drop {flags}, or pass --fresh to start a new run with them"
+    if isinstance(error, errors.NothingToResume):
+        return f"{error}: start a new run without --resume"
+    if isinstance(error, errors.ModelFileMissing):
+        return (f"{error}: train one with `mlknobs train` "
+                f"(or point {_out_flag(command)} / MLKNOBS_MODEL at one)")
+    if isinstance(error, errors.ModelFileError):
+        return f"{error}; train a new one with `mlknobs train`"
+    if isinstance(error, errors.MissingExtra):
+        return (f"{error}: install the {error.extra} extra: pip install \"mlknobs[{error.extra}]\" "
+                f"(from a clone: pip install \".[{error.extra}]\")")
+    return str(error)
+
+
+def _model_of(checkpoint: Path) -> Path:
+    return checkpoint.with_name(checkpoint.name.removesuffix(".ckpt.npz") + ".npz")

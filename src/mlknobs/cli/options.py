@@ -1,0 +1,130 @@
+"""Options shared by several commands, and the training settings' options built from mlknobs.config.
+
+Names, choices and defaults of the settings come from config.py (the one source of truth); this
+module only adds what a command line needs: flags, help texts, environment variables.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+
+from mlknobs.config import (
+    DATASET_NAMES,
+    DEFAULTS,
+    LOSS_NAMES,
+    MAX_BATCH_SIZE,
+    MAX_HIDDEN_SIZE,
+    SCHEDULE_NAMES,
+    max_threads,
+)
+
+
+def finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """Option callback: FloatRange lets nan and inf through; no setting makes sense with them."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def progress_for(quiet: bool) -> bool | None:
+    """False when asked to be quiet; otherwise let tqdm decide (bars only on a terminal)."""
+    return False if quiet else None
+
+
+def data_options(func):
+    """--data-dir and --mirror, shared by every command that reads a dataset."""
+    func = click.option("--mirror", "mirrors", multiple=True, envvar="MLKNOBS_MIRROR", show_envvar=True,
+                        metavar="URL_OR_DIR",
+                        help="Mirror to try before the built-in ones: http(s)/file URL or local folder "
+                             "holding <dataset>/<file>. Repeatable; the variable takes a "
+                             "whitespace-separated list.")(func)
+    func = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default="data",
+                        envvar="MLKNOBS_DATA_DIR", show_envvar=True, show_default=True,
+                        help="Where datasets are cached, one sub-folder per dataset.")(func)
+    return func
+
+
+def dataset_option(func):
+    return click.option("--dataset", type=click.Choice(DATASET_NAMES), default=DEFAULTS.dataset,
+                        envvar="MLKNOBS_DATASET", show_envvar=True, show_default=True,
+                        help="Which dataset.")(func)
+
+
+def model_option(func):
+    return click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path),
+                        default="model.npz", envvar="MLKNOBS_MODEL", show_envvar=True, show_default=True,
+                        help="Model file to read.")(func)
+
+
+def threads_option(func):
+    cores = max_threads()
+    return click.option("--threads", type=click.IntRange(1, cores), default=DEFAULTS.threads,
+                        envvar="MLKNOBS_THREADS", show_envvar=True, show_default=True,
+                        help=f"BLAS threads, at most the {cores} core(s) this process may use "
+                             f"(1 is fastest on busy shared cores).")(func)
+
+
+def quiet_option(func):
+    return click.option("--quiet", "-q", is_flag=True, help="No progress bars or progress lines.")(func)
+
+
+def json_option(help_text: str):
+    return click.option("--json", "as_json", is_flag=True, help=help_text)
+
+
+# The training settings, in TrainConfig's order; the parameter name is always the setting's name.
+SETTING_OPTIONS = (
+    click.option("--epochs", type=click.IntRange(min=1), default=DEFAULTS.epochs, show_default=True,
+                 help="Passes over the training set."),
+    click.option("--hidden-size", type=click.IntRange(1, MAX_HIDDEN_SIZE), default=DEFAULTS.hidden_size,
+                 show_default=True, help="Number of sigmoid hidden units H."),
+    click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=DEFAULTS.batch_size,
+                 show_default=True, help="Samples per gradient step."),
+    click.option("--lr", "--learning-rate", "learning_rate", callback=finite,
+                 type=click.FloatRange(min=0, min_open=True), default=DEFAULTS.learning_rate, show_default=True,
+                 help="Peak learning rate."),
+    click.option("--momentum", callback=finite, type=click.FloatRange(0, 1, max_open=True),
+                 default=DEFAULTS.momentum, show_default=True, help="Momentum (0 = plain SGD)."),
+    click.option("--nesterov", is_flag=True, default=DEFAULTS.nesterov, help="Use Nesterov momentum."),
+    click.option("--weight-decay", callback=finite, type=click.FloatRange(min=0), default=DEFAULTS.weight_decay,
+                 show_default=True, help="L2 penalty on the weights (not the biases)."),
+    click.option("--schedule", type=click.Choice(SCHEDULE_NAMES), default=DEFAULTS.schedule, show_default=True,
+                 help="Learning-rate schedule over all steps."),
+    click.option("--loss", type=click.Choice(LOSS_NAMES), default=DEFAULTS.loss, show_default=True,
+                 help="cross-entropy (softmax outputs) or mse (sigmoid outputs, the classic tutorial net)."),
+    click.option("--val-size", type=click.IntRange(min=0), default=DEFAULTS.val_size, show_default=True,
+                 help="Hold out the last N training samples for validation."),
+    click.option("--early-stopping", "early_stopping", type=click.IntRange(min=0), default=DEFAULTS.early_stopping,
+                 show_default=True, metavar="PATIENCE",
+                 help="Stop after PATIENCE epochs without validation gain (counted once the schedule has "
+                      "peaked) and keep the best epoch's weights (needs --val-size)."),
+    click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=DEFAULTS.seed, show_default=True,
+                 help="Seed for initial weights and shuffling."),
+    threads_option,
+    dataset_option,
+)
+SETTINGS = tuple(DEFAULTS.to_dict())
+
+
+def setting_options(func):
+    """Every training setting as an option (click applies decorators bottom-up: reverse for --help order)."""
+    for option in reversed(SETTING_OPTIONS):
+        func = option(func)
+    return func
+
+
+def option_name(command: click.Command, setting: str) -> str:
+    """The flag a user types for a setting (`learning_rate` -> `--lr`), from the command's own options."""
+    for param in command.params:
+        if param.name == setting and isinstance(param, click.Option):
+            return param.opts[0]
+    return setting
+
+
+def given_settings(ctx: click.Context, values: dict) -> dict:
+    """The settings the user stated on the command line (not defaults or environment variables)."""
+    return {name: value for name, value in values.items()
+            if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE}

@@ -1,0 +1,120 @@
+"""What the commands print: results on stdout, progress and messages on stderr.
+
+stdout carries results: a closed stdout is an error (exit 1), a reader that leaves early
+(`mlknobs eval | head`) is not. stderr carries progress bars and epoch lines, which are
+best-effort: a full or closed stderr must never cost a training run its model.
+Text that comes from files (class names) is printed with control characters escaped, so a model
+file cannot move the cursor, retitle the terminal or forge output lines.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import sys
+
+import click
+
+
+class StdoutClosed(click.ClickException):
+    """stdout was closed before the command could print its result."""
+
+    def __init__(self):
+        super().__init__("stdout is closed: nowhere to print the result")
+
+
+def say(line: str = "") -> None:
+    """One line of results on stdout."""
+    if sys.stdout is None:
+        raise StdoutClosed()
+    click.echo(line)
+
+
+def echo_json(obj) -> None:
+    """One line of strict JSON on stdout: NumPy scalars become numbers, NaN and infinity become null."""
+    say(json.dumps(_nan_to_null(obj), allow_nan=False, default=_json_default))
+
+
+def note(line: str) -> None:
+    """A message on stderr (progress, epoch lines, warnings): best-effort, never fatal."""
+    try:
+        click.echo(line, err=True)
+    except (OSError, ValueError):
+        pass
+
+
+def printable(text: str) -> str:
+    """`text` with control characters, lone surrogates and other unprintables escaped (\\x1b, \\n, ...)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for c in text)
+
+
+def _nan_to_null(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_null(v) for v in value]
+    return value
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class BestEffortStream(io.TextIOBase):
+    """A text stream in front of stderr that drops what cannot be written instead of raising.
+
+    Progress bars and epoch lines go through it: `2>/dev/full` or a closed stderr then loses the
+    progress display, not the run. The first failure silences it for good (no retry per line).
+    """
+
+    def __init__(self, stream):
+        super().__init__()
+        self._stream = stream
+        self._broken = stream is None
+
+    @property
+    def encoding(self):
+        return getattr(self._stream, "encoding", None) or "utf-8"
+
+    @property
+    def errors(self):
+        return getattr(self._stream, "errors", None) or "backslashreplace"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        try:
+            return not self._broken and self._stream.isatty()
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def fileno(self) -> int:
+        if self._broken:
+            raise io.UnsupportedOperation("no usable stderr")
+        return self._stream.fileno()
+
+    def write(self, text: str) -> int:
+        if not self._broken:
+            try:
+                self._stream.write(text)
+            except (OSError, ValueError):
+                self._broken = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._broken:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self._broken = True

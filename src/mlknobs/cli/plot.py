@@ -1,0 +1,64 @@
+"""mlknobs plot KIND: pictures of a trained model (needs the plot extra, matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mlknobs.cli.options import data_options, model_option
+from mlknobs.cli.output import say
+from mlknobs.viz import PLOT_KINDS
+
+_KINDS_HELP = "\n".join(f"  {kind:<10} {summary}" for kind, (summary, _) in PLOT_KINDS.items())
+
+
+@click.command("plot", help=f"""Draw a picture of a trained model (needs the plot extra: pip install "mlknobs[plot]",
+or pip install ".[plot]" from a clone).
+
+\b
+KIND is one of
+{_KINDS_HELP}
+
+confusion and mistakes read the model's test split (downloaded on first use).
+
+\b
+Examples:
+  mlknobs plot weights
+  mlknobs plot history --model runs/h800.npz --out h800-history.png
+  mlknobs plot confusion --mirror ../shared/data
+  mlknobs plot mistakes --count 80 --out mistakes.pdf
+  mlknobs train --snapshots learning.gif      # an animation of the weights while they learn
+""")
+@click.argument("kind", type=click.Choice(tuple(PLOT_KINDS)), metavar="KIND")
+@model_option
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Picture to write: .png, .svg or .pdf.  [default: KIND.png]")
+@click.option("--max-units", type=click.IntRange(min=1), default=100, show_default=True,
+              help="weights: draw at most this many hidden units (the first ones).")
+@click.option("--shared-scale", is_flag=True,
+              help="weights: one colour scale for all units (compares strengths) instead of one per unit "
+                   "(shows every unit's pattern).")
+@click.option("--count", type=click.IntRange(1, 400), default=40, show_default=True,
+              help="mistakes: how many misclassified test images to show.")
+@data_options
+def command(kind: str, model_path: Path, out: Path | None, max_units: int, shared_scale: bool, count: int,
+            data_dir: Path, mirrors: tuple[str, ...]) -> None:
+    from mlknobs.data.splits import load_split
+    from mlknobs.files import check_writable
+    from mlknobs.io.modelfile import load_model
+    from mlknobs.nn.blas import blas_threads
+    from mlknobs.viz import plots
+
+    out = out if out is not None else Path(f"{kind}.png")
+    fmt = plots.picture_format(out)
+    plots.require_matplotlib()
+    check_writable(out)          # before seconds of loading and drawing
+    model = load_model(model_path)
+    _, needs_test = PLOT_KINDS[kind]
+    test = load_split(model.dataset, "test", data_dir, mirrors, progress=None) if needs_test else None
+    request = plots.PlotRequest(model, model_path.name, fmt, test, max_units, shared_scale, count)
+    with blas_threads(1):        # up to 10,000 forward passes: one thread, as everywhere else
+        picture = plots.DRAW[kind](request)
+    plots.write_picture(out, picture)
+    say(f"wrote {out}")

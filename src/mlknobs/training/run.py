@@ -1,0 +1,139 @@
+"""A whole training run and the files it owns: what `mlknobs train` does, for any caller.
+
+    run(config, out, ...) -> Model
+
+loads the dataset (downloading it on first use), trains with a checkpoint beside the output after
+every epoch, and saves the model atomically. It owns the checkpoint's lifecycle, so the CLI, a
+sweep and a web page all follow the same policy:
+
+- a new run refuses to replace an interrupted run's checkpoint unless told to start afresh;
+- `resume` continues from the checkpoint with its saved settings (given settings that differ are
+  refused) and ends with the same weights, bit for bit, as an uninterrupted run;
+- Ctrl-C keeps the checkpoint (TrainingInterrupted says where it is);
+- a run that diverges removes the checkpoint it wrote itself (a resumed one is left alone: it is
+  the user's earlier work) and leaves an existing model file untouched;
+- after the model is saved, the checkpoint is removed;
+- while a run lives it holds a lock on its output: a second run on the same output is refused
+  with a message naming the holder, and a killed run leaves no lock behind (the kernel drops it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlknobs.config import TrainConfig
+from mlknobs.data.datasets import get_dataset
+from mlknobs.data.splits import Split, load_split
+from mlknobs.errors import InterruptedRunExists, NothingToResume, ResumeSettingsDiffer, SettingsError, TrainingDiverged
+from mlknobs.files import OutputLock, check_writable, remove_stale_temps
+from mlknobs.io.modelfile import Checkpoint, load_checkpoint, load_model, save_model
+from mlknobs.nn.model import Model
+from mlknobs.training.loop import Callback, fit
+
+
+def checkpoint_path_for(model_path: Path) -> Path:
+    """model.npz -> model.ckpt.npz, beside it."""
+    model_path = Path(model_path)
+    return model_path.with_name(f"{model_path.name.removesuffix('.npz')}.ckpt.npz")
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a run finds its dataset: the cache folder, extra mirrors, and whether to show download bars."""
+
+    data_dir: Path | None = None
+    mirrors: tuple[str, ...] = ()
+    progress: bool | None = False
+
+    def load(self, dataset: str) -> tuple[Split, Split, list[str]]:
+        """(train, test, class names) of a dataset, downloaded and verified on first use."""
+        spec = get_dataset(dataset)
+        train = load_split(spec, "train", self.data_dir, self.mirrors, progress=self.progress)
+        test = load_split(spec, "test", self.data_dir, self.mirrors, progress=self.progress)
+        return train, test, list(spec.class_names)
+
+
+def lineage(path: Path, model: Model) -> dict:
+    """What a model trained on from `model` (read from `path`) records about its parent."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(path), "sha256": digest.hexdigest(), "dataset": model.dataset,
+            "test_accuracy": model.results.get("test_accuracy")}
+
+
+def prepare(config: TrainConfig | None, out: Path, *, resume: bool = False, fresh: bool = False,
+            given: dict | None = None) -> tuple[TrainConfig, Checkpoint | None]:
+    """Check that a run may start on `out`; returns its settings and, when resuming, its checkpoint.
+
+    Fast and before any data is loaded, so a refusal costs nothing. `given` (with `resume`) holds
+    the settings the user stated explicitly: any that differ from the checkpoint's are refused.
+    """
+    if resume and fresh:
+        raise ValueError("resume and fresh contradict each other")
+    check_writable(out)
+    checkpoint = checkpoint_path_for(out)
+    if not resume:
+        if checkpoint.exists() and not fresh:
+            raise InterruptedRunExists(checkpoint)
+        if config is None:
+            raise ValueError("a new run needs its settings")
+        return config, None
+    if not checkpoint.exists():
+        raise NothingToResume(checkpoint)
+    saved = load_checkpoint(checkpoint)
+    differences = {name: (getattr(saved.model.config, name), value) for name, value in (given or {}).items()
+                   if getattr(saved.model.config, name) != value}
+    if differences:
+        raise ResumeSettingsDiffer(differences)
+    return saved.model.config, saved
+
+
+def run(config: TrainConfig | None, out: Path, *, data: DataSource = DataSource(), resume: bool = False,
+        fresh: bool = False, given: dict | None = None, callback: Callback | None = None,
+        init_from: Path | None = None) -> Model:
+    """Train and save a model at `out`, with a checkpoint beside it until it is saved (see the module note).
+
+    config: the settings of a new run (None when resuming: the checkpoint's are used).
+    init_from: a model file whose weights and input scaling a new run starts from; its hidden
+    size must be the run's, its dataset may differ if the images have the same shape (the new
+    model keeps the new dataset's class names and records the file as its parent).
+    Raises InterruptedRunExists, NothingToResume, ResumeSettingsDiffer, SettingsError and
+    ModelFileError before any work; TrainingInterrupted (checkpoint kept) and TrainingDiverged.
+    """
+    if resume and init_from is not None:
+        raise SettingsError([(None, "a resumed run continues from its checkpoint's weights, "
+                                    "not from another model's")])
+    check_writable(out)
+    # One live run owns an output and its checkpoint: a second one on the same path is refused at
+    # once (OutputBusy names the holder), and --fresh can replace only an interrupted run.
+    with OutputLock(out):
+        checkpoint = checkpoint_path_for(out)
+        for path in (out, checkpoint):
+            remove_stale_temps(path)          # a killed save's leftovers; no live writer can own them now
+        return _run_locked(config, out, checkpoint, data, resume, fresh, given, callback, init_from)
+
+
+def _run_locked(config, out, checkpoint, data, resume, fresh, given, callback, init_from) -> Model:
+    config, saved = prepare(config, out, resume=resume, fresh=fresh, given=given)
+    initial = parent = None
+    if init_from is not None:
+        initial = load_model(init_from)
+        if initial.params.hidden_size != config.hidden_size:
+            raise SettingsError([("hidden_size", f"{{hidden_size}} {config.hidden_size} does not match {init_from}, "
+                                                 f"which has {initial.params.hidden_size} hidden units")])
+        parent = lineage(init_from, initial)
+    train, test, class_names = data.load(config.dataset)
+    try:
+        model = fit(config, train, test, class_names, checkpoint=checkpoint, resume=saved, callback=callback,
+                    initial=initial, parent=parent)
+    except TrainingDiverged:
+        if saved is None:
+            checkpoint.unlink(missing_ok=True)   # this run's own state led here; a resumed one is the user's
+        raise
+    save_model(out, model)
+    checkpoint.unlink(missing_ok=True)
+    return model
