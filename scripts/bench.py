@@ -130,7 +130,7 @@ def _int_list(text: str) -> list[int]:
     try:
         return _unique(_positive_int(item) for item in text.split(","))
     except ValueError as e:
-        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas: {text!r} ({e})")
+        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas: {text!r} ({e})") from e
 
 
 def _thread_list(text: str) -> list[int]:

@@ -1,10 +1,11 @@
 """How well does `mlknobs predict` read users' pictures? MNIST test digits redrawn as pictures.
 
 Each test digit (or Fashion-MNIST item, with --dataset) is redrawn in several styles a user's
-picture might have (enlarged on a bigger canvas, off-centre, dark ink on light paper, JPEG, transparency, palette, 16-bit, paper noise,
-coloured ink on a photo of paper), encoded to the file format, and read back through the same
-library function `predict` uses (mlknobs.vision.images.read_input). The accuracy per style is compared
-with `eval`'s accuracy on the same raw digits; the target is to stay within 1.5 points.
+picture might have (enlarged on a bigger canvas, off-centre, dark ink on light paper, JPEG,
+transparency, palette, 16-bit, paper noise, coloured ink on a photo of paper), encoded to the
+file format, and read back through the same library function `predict` uses
+(mlknobs.vision.images.read_input). The accuracy per style is compared with `eval`'s accuracy on
+the same raw digits; the target is to stay within 1.5 points.
 
     python scripts/bench_predict.py --mirror ../shared/data               # trains H=128, 3 epochs
     python scripts/bench_predict.py --model model.npz --n 2000 --styles jpeg,noise

@@ -28,7 +28,7 @@ from mlknobs.data.synthetic import write_mirror  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MLKNOBS_SHARED_DATA", REPO.parent / "shared" / "data"))
-# Enough for `train --val-size 5000` to keep 5000 to train on; one epoch of H=32 reaches ~94 %.
+# Enough for `train --val-size 5000` to keep 5000 to train on; one epoch of H=32 reaches 94.4 %.
 SYNTHETIC_TRAIN, SYNTHETIC_TEST = 10_000, 2_000
 
 
@@ -116,7 +116,7 @@ def synthetic_splits(synthetic_mnist) -> tuple[Split, Split]:
 
 @pytest.fixture(scope="session")
 def synthetic_model_path(synthetic_mnist, tmp_path_factory) -> Path:
-    """A small model (H=32, 1 epoch) trained on the synthetic digits through the real CLI; ~94 % test
+    """A small model (H=32, 1 epoch) trained on the synthetic digits through the real CLI; 94.4 % test
     accuracy, so it reads most digits and still gets some wrong."""
     out = tmp_path_factory.mktemp("synthetic-model") / "small.npz"
     with registered_as_mnist(synthetic_mnist.spec):

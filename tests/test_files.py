@@ -17,8 +17,17 @@ import pytest
 
 from mlknobs import files
 from mlknobs.errors import ImageError, ModelFileError, OutputError
-from mlknobs.files import (OutputBusy, OutputLock, atomic_write, check_writable, lock_path_for, open_regular,
-                           read_bounded, remove_stale_temps)
+from mlknobs.files import (
+    OutputBusy,
+    OutputLock,
+    atomic_write,
+    check_writable,
+    lock_path_for,
+    open_regular,
+    read_bounded,
+    remove_stale_temps,
+)
+
 
 @pytest.fixture
 def no_hang():

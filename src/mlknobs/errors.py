@@ -48,6 +48,43 @@ class DownloadError(MlknobsError):
     """No mirror could deliver a verified copy of a dataset file."""
 
 
+class DataDirNotWritable(DownloadError):
+    """The data folder cannot hold the downloaded files (read-only, not a folder, disk full, ...).
+
+    `folder` is where writing failed (DATA_DIR/<dataset>), `data_dir` the data dir it is in, and
+    `reason` the system's words ("Permission denied", "No space left on device"). The fix is the
+    user's: another data dir, or room on this one.
+    """
+
+    def __init__(self, folder: Path, reason: str, data_dir: Path | None = None):
+        self.folder = Path(folder)
+        self.data_dir = Path(data_dir) if data_dir is not None else self.folder.parent
+        self.reason = reason
+        super().__init__(f"cannot use data folder {self.folder}: {reason}")
+
+
+class DownloadSettingsError(MlknobsError, ValueError):
+    """A download setting, or the environment variable setting it, is out of range.
+
+    `name` is the variable (MLKNOBS_DOWNLOAD_RETRIES) or the DownloadSettings field, `value` what
+    was given, `allowed` the range in words ("a whole number from 0 to 20").
+    """
+
+    def __init__(self, name: str, value, allowed: str):
+        self.name, self.value, self.allowed = name, value, allowed
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else f"{shown[:30]}… ({len(shown) - 2} characters)"
+        super().__init__(f"{name} must be {allowed}, got {shown}")
+
+
+class UnsupportedMirror(MlknobsError, ValueError):
+    """A user-given mirror we cannot fetch from (empty, or a scheme such as ftp://); `mirror` as given."""
+
+    def __init__(self, mirror: str, message: str):
+        self.mirror = mirror
+        super().__init__(message)
+
+
 class ModelFileError(MlknobsError, ValueError):
     """A model or checkpoint file is missing, damaged, foreign, or of an unknown version."""
 

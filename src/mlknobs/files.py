@@ -22,9 +22,10 @@ import re
 import stat
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from mlknobs.errors import OutputError
 
@@ -313,7 +314,7 @@ class OutputLock:
         self.lock_path = lock_path_for(self.path)
         self._fd: int | None = None
 
-    def __enter__(self) -> "OutputLock":
+    def __enter__(self) -> OutputLock:
         self.acquire()
         return self
 

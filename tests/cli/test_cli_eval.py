@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from clirun import run
 
+from clirun import run
 from mlknobs.config import TrainConfig
 from mlknobs.data import datasets
 from mlknobs.data.datasets import FASHION_MNIST

@@ -9,14 +9,14 @@ import sys
 
 import numpy as np
 import pytest
-from clirun import run
 from PIL import Image
 
+from clirun import run
 from mlknobs.config import TrainConfig
 from mlknobs.data.datasets import FASHION_MNIST
-from mlknobs.vision.images import read_input
 from mlknobs.io.modelfile import load_model, save_model
-from pictures import bad_inputs, enlarged, encode, noisy, on_paper, rgba_transparent, u8
+from mlknobs.vision.images import read_input
+from pictures import bad_inputs, encode, enlarged, noisy, on_paper, rgba_transparent, u8
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 import pytest
-from clirun import run
 
 import mlknobs.training.loop
+from clirun import run
 from mlknobs.io.modelfile import load_model
 
 

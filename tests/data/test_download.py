@@ -25,13 +25,22 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_idx_dataset
 
-from mlknobs.data import datasets, download
+from conftest import make_idx_dataset
 from mlknobs.cli import cli
+from mlknobs.data import datasets, download
 from mlknobs.data.datasets import DatasetSpec
-from mlknobs.data.download import (DataDirNotWritable, DownloadSettings, DownloadSettingsError, Mirror,
-                                   ensure_dataset, ensure_file, file_lock, mirrors_for, parse_mirror)
+from mlknobs.data.download import (
+    DataDirNotWritable,
+    DownloadSettings,
+    DownloadSettingsError,
+    Mirror,
+    ensure_dataset,
+    ensure_file,
+    file_lock,
+    mirrors_for,
+    parse_mirror,
+)
 from mlknobs.errors import DownloadError, MlknobsError
 
 IMAGES = "train-images-idx3-ubyte.gz"
@@ -80,9 +89,9 @@ def run_download(tiny: Tiny, *args: str, env: dict[str, str] | None = None):
     return CliRunner().invoke(cli, ["download", "--data-dir", str(tiny.data_dir), *args], env=env)
 
 
-def assert_clean_failure(result) -> None:
-    """Exit 1 through click's error path: a message, never a traceback."""
-    assert result.exit_code == 1, result.output
+def assert_clean_failure(result, exit_code: int = 1) -> None:
+    """Exit 1 (2 for a usage mistake) through click's error path: a message, never a traceback."""
+    assert result.exit_code == exit_code, result.output
     assert isinstance(result.exception, SystemExit)
     assert "Traceback" not in result.output
     assert result.output.startswith("Error: ")
@@ -476,7 +485,7 @@ def test_corrupt_file_under_the_final_name_is_reported_when_no_mirror_helps(tiny
 def test_unsupported_mirror_scheme_is_a_clean_error(tiny):
     result = run_download(tiny, "--mirror", "ftp://example.org/data/")
 
-    assert_clean_failure(result)
+    assert_clean_failure(result, exit_code=2)
     assert "unsupported mirror 'ftp://example.org/data/'" in result.output
 
 
@@ -531,7 +540,7 @@ def test_bad_download_knob_in_the_environment_is_a_one_line_error_naming_it(monk
 def test_bad_download_knob_in_the_environment_is_a_clean_error(tiny, variable, value):
     result = run_download(tiny, "--mirror", str(tiny.source), env={variable: value})
 
-    assert_clean_failure(result)
+    assert_clean_failure(result, exit_code=2)
     assert f"{variable} must be" in result.output
     assert repr(value) in result.output
 

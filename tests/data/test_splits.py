@@ -15,16 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import make_idx_dataset
 
+from conftest import make_idx_dataset
+from mlknobs.cli import cli
 from mlknobs.data import idx
 from mlknobs.data import splits as data
-from mlknobs.cli import cli
-from mlknobs.errors import SettingsError
-from mlknobs.data.splits import Split, default_data_dir, load_split, split_validation
 from mlknobs.data.datasets import FASHION_MNIST, MNIST, SPLIT_FILES, DatasetSpec
 from mlknobs.data.download import ensure_dataset
-from mlknobs.errors import DataFormatError, DownloadError
+from mlknobs.data.splits import Split, default_data_dir, load_split, split_validation
+from mlknobs.errors import DataFormatError, DownloadError, SettingsError
 
 TRAIN_IMAGES, TRAIN_LABELS = SPLIT_FILES["train"]
 

@@ -6,8 +6,8 @@ import pytest
 from mlknobs.config import TrainConfig
 from mlknobs.data.splits import Split
 from mlknobs.errors import TrainingDiverged
-from mlknobs.nn.evaluate import accuracy_and_loss
 from mlknobs.io.modelfile import load_checkpoint
+from mlknobs.nn.evaluate import accuracy_and_loss
 from mlknobs.training.loop import TrainingInterrupted, fit
 
 CLASSES = [str(d) for d in range(10)]

@@ -13,10 +13,17 @@ from PIL import Image
 
 from mlknobs.data.splits import load_split
 from mlknobs.errors import ImageError
-from mlknobs.vision.images import (LAYOUTS, MNIST_CENTRE, connected_components, load_image,
-                            picture_to_input, read_input, stroke_width, to_grayscale)
 from mlknobs.io.modelfile import load_model
-
+from mlknobs.vision.images import (
+    LAYOUTS,
+    MNIST_CENTRE,
+    connected_components,
+    load_image,
+    picture_to_input,
+    read_input,
+    stroke_width,
+    to_grayscale,
+)
 from pictures import STYLES, bad_inputs, encode, enlarged, on_paper, u8
 
 

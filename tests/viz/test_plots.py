@@ -6,18 +6,17 @@ import sys
 
 import numpy as np
 import pytest
-from clirun import run
 from PIL import Image
 
+from clirun import run
 from mlknobs.config import TrainConfig
 from mlknobs.data.splits import Split
-from mlknobs.nn.model import Params
 from mlknobs.io.modelfile import load_model, save_model
+from mlknobs.nn.model import Params
+from mlknobs.training.loop import Progress, fit
 from mlknobs.viz import plots
 from mlknobs.viz.plots import most_confident_mistakes
-from mlknobs.training.loop import Progress
 from mlknobs.viz.snapshots import FRAMES_PER_EPOCH, MAX_FRAMES, WeightSnapshots
-from mlknobs.training.loop import fit
 
 pytest.importorskip("matplotlib")
 

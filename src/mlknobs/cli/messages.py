@@ -18,6 +18,8 @@ from mlknobs.cli.options import option_name
 def to_click(error: errors.MlknobsError, command: click.Command | None) -> click.ClickException:
     if isinstance(error, errors.SettingsError):
         return click.UsageError(error.describe(lambda setting: _flag(command, setting)))
+    if isinstance(error, (errors.DownloadSettingsError, errors.UnsupportedMirror)):
+        return click.UsageError(str(error))      # a bad variable or --mirror: the user's words were wrong
     return click.ClickException(_worded(error, command))
 
 
@@ -46,6 +48,10 @@ def _worded(error: errors.MlknobsError, command: click.Command | None) -> str:
                 f"(or point {_out_flag(command)} / MLKNOBS_MODEL at one)")
     if isinstance(error, errors.ModelFileError):
         return f"{error}; train a new one with `mlknobs train`"
+    if isinstance(error, errors.DataDirNotWritable):
+        if "space" in error.reason.lower():
+            return f"{error}: free some space, or choose another folder with --data-dir or MLKNOBS_DATA_DIR"
+        return f"{error}: choose a writable folder with --data-dir or MLKNOBS_DATA_DIR"
     if isinstance(error, errors.MissingExtra):
         return (f"{error}: install the {error.extra} extra: pip install \"mlknobs[{error.extra}]\" "
                 f"(from a clone: pip install \".[{error.extra}]\")")

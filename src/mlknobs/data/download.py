@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
-from time import monotonic   # imported by name: tests replace `time` to record the backoff sleeps
+from time import monotonic  # imported by name: tests replace `time` to record the backoff sleeps
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
@@ -46,9 +46,9 @@ except ImportError:          # Windows: no flock; concurrent runs there are not 
     fcntl = None
 
 from mlknobs import __version__
-from mlknobs.files import fsync_dir
 from mlknobs.data.datasets import DatasetSpec
-from mlknobs.errors import DownloadError, MlknobsError
+from mlknobs.errors import DataDirNotWritable, DownloadError, DownloadSettingsError, UnsupportedMirror
+from mlknobs.files import fsync_dir
 
 CHUNK_BYTES = 1 << 16
 SMALL_CHUNK_BYTES = 1 << 10   # read size when urllib3 lacks read1 (see _body_chunks)
@@ -57,45 +57,8 @@ OFFLINE_HINT = ("On a machine without internet, put the four .gz files in FOLDER
                 "and pass --mirror FOLDER (or set MLKNOBS_MIRROR=FOLDER).")
 
 
-class DataDirNotWritable(DownloadError):
-    """The data folder cannot hold the downloaded files (read-only, not a folder, disk full, ...).
-
-    `folder` is where writing failed (DATA_DIR/<dataset>), `data_dir` the data dir it is in, and
-    `reason` the system's words ("Permission denied", "No space left on device"). The fix is the
-    user's: another data dir, or room on this one.
-    """
-
-    def __init__(self, folder: Path, reason: str, data_dir: Path | None = None):
-        self.folder = Path(folder)
-        self.data_dir = Path(data_dir) if data_dir is not None else self.folder.parent
-        self.reason = reason
-        super().__init__(f"cannot use data folder {self.folder}: {reason}")
-
-
 def _not_writable(folder: Path, error: OSError) -> DataDirNotWritable:
     return DataDirNotWritable(folder, error.strerror or str(error))
-
-
-class DownloadSettingsError(MlknobsError, ValueError):
-    """A download setting, or the environment variable setting it, is out of range.
-
-    `name` is the variable (MLKNOBS_DOWNLOAD_RETRIES) or the DownloadSettings field, `value` what
-    was given, `allowed` the range in words ("a whole number from 0 to 20").
-    """
-
-    def __init__(self, name: str, value, allowed: str):
-        self.name, self.value, self.allowed = name, value, allowed
-        shown = repr(value)
-        shown = shown if len(shown) <= 40 else f"{shown[:30]}… ({len(shown) - 2} characters)"
-        super().__init__(f"{name} must be {allowed}, got {shown}")
-
-
-class UnsupportedMirror(MlknobsError, ValueError):
-    """A user-given mirror we cannot fetch from (empty, or a scheme such as ftp://); `mirror` as given."""
-
-    def __init__(self, mirror: str, message: str):
-        self.mirror = mirror
-        super().__init__(message)
 
 
 # --- mirrors ----------------------------------------------------------------------------------------
@@ -147,8 +110,11 @@ def mirrors_for(spec: DatasetSpec, user_mirrors: tuple[str, ...] | list[str] = (
 # --- settings ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class _Bound:
-    """The values a setting may take: kind, and low..high (low itself excluded if not low_ok)."""
+class SettingBound:
+    """The values a download setting may take: kind, and low..high (low itself excluded if not low_ok).
+
+    Public so that a command line can build its option ranges from the same numbers.
+    """
     kind: type
     low: float
     high: float
@@ -176,14 +142,14 @@ def _plain(number: float) -> str:
 
 # Upper bounds keep every wait finite and every product of them representable: without them
 # MLKNOBS_DOWNLOAD_RETRIES=5000 made `backoff * 2 ** n` overflow, and a huge backoff slept for years.
-_BOUNDS = {
-    "connect_timeout": _Bound(float, 0, 600, low_ok=False),
-    "read_timeout": _Bound(float, 0, 600, low_ok=False),
-    "retries": _Bound(int, 0, 20),
-    "backoff": _Bound(float, 0, 60),
-    "deadline": _Bound(float, 0, 24 * 3600, low_ok=False),
-    "speed_limit": _Bound(int, 0, 1 << 30),
-    "speed_time": _Bound(float, 0, 3600, low_ok=False),
+SETTING_BOUNDS = {
+    "connect_timeout": SettingBound(float, 0, 600, low_ok=False),
+    "read_timeout": SettingBound(float, 0, 600, low_ok=False),
+    "retries": SettingBound(int, 0, 20),
+    "backoff": SettingBound(float, 0, 60),
+    "deadline": SettingBound(float, 0, 24 * 3600, low_ok=False),
+    "speed_limit": SettingBound(int, 0, 1 << 30),
+    "speed_time": SettingBound(float, 0, 3600, low_ok=False),
 }
 
 # Environment variable -> the settings it sets (the timeout sets both the connect and the read one).
@@ -215,7 +181,7 @@ class DownloadSettings:
 
     def __post_init__(self) -> None:
         for field in fields(self):
-            bound, value = _BOUNDS[field.name], getattr(self, field.name)
+            bound, value = SETTING_BOUNDS[field.name], getattr(self, field.name)
             if not bound.admits(value):
                 raise DownloadSettingsError(field.name, value, bound.describe())
 
@@ -228,13 +194,13 @@ class DownloadSettings:
         """
         settings = {}
         for variable, names in ENV_VARIABLES.items():
-            value = _env_number(variable, _BOUNDS[names[0]])
+            value = _env_number(variable, SETTING_BOUNDS[names[0]])
             if value is not None:
                 settings.update(dict.fromkeys(names, value))
         return cls(**settings)
 
 
-def _env_number(name: str, bound: _Bound) -> float | int | None:
+def _env_number(name: str, bound: SettingBound) -> float | int | None:
     text = os.environ.get(name, "").strip()
     if not text:
         return None
@@ -300,8 +266,8 @@ def ensure_file(spec: DatasetSpec, filename: str, data_dir: Path, mirrors: list[
         try:
             return _ensure_locked(spec, filename, final, part, expected, mirrors, force, progress, settings)
         except BaseException:
-            # Failed for good, or Ctrl-C: leave nothing behind (a bounded, partial file is no use
-            # to the user, and a killed run's .part is resumed anyway).
+            # A run that ends, by failure or Ctrl-C, cleans up after itself; only a killed run
+            # leaves a .part behind, and the next run resumes it.
             _remove_quietly(part)
             raise
 
@@ -322,20 +288,7 @@ def _ensure_locked(spec: DatasetSpec, filename: str, final: Path, part: Path, ex
         reasons.append(f"{final}: present but fails its SHA-256 check")
     if force or _size_or_zero(part) > expected.size:
         _remove_quietly(part)   # a partial file bigger than the whole one is garbage
-    session = None
-    for mirror in mirrors:
-        where = mirror.locate(spec.name, filename)
-        try:
-            if mirror.is_local:
-                _copy_local(Path(where), part, expected.size, progress)
-                _verify(part, expected, resumed=False)
-            else:
-                if session is None:
-                    session = _new_session()
-                _fetch_http_verified(session, where, part, expected, settings, progress)
-        except _MirrorFailed as e:
-            reasons.append(f"{where}: {e}")
-            continue
+    if _fetch_from_mirrors(spec.name, filename, part, expected, mirrors, progress, settings, reasons):
         try:
             os.replace(part, final)
         except OSError as e:
@@ -346,6 +299,29 @@ def _ensure_locked(spec: DatasetSpec, filename: str, final: Path, part: Path, ex
     lines += [f"  - {r}" for r in reasons] or ["  - no mirrors configured"]
     lines.append(OFFLINE_HINT.format(dataset=spec.name))
     raise DownloadError("\n".join(lines))
+
+
+def _fetch_from_mirrors(dataset: str, filename: str, part: Path, expected: _Expected, mirrors: list[Mirror],
+                        progress: bool | None, settings: DownloadSettings, reasons: list[str]) -> bool:
+    """Try each mirror in turn until `part` holds a verified copy; note why each one failed."""
+    session = None
+    try:
+        for mirror in mirrors:
+            where = mirror.locate(dataset, filename)
+            try:
+                if mirror.is_local:
+                    _copy_local(Path(where), part, expected.size, progress)
+                    _verify(part, expected, resumed=False)
+                else:
+                    session = session or _new_session()
+                    _fetch_http_verified(session, where, part, expected, settings, progress)
+                return True
+            except _MirrorFailed as e:
+                reasons.append(f"{where}: {e}")
+        return False
+    finally:
+        if session is not None:
+            session.close()
 
 
 def ensure_dataset(spec: DatasetSpec, data_dir: Path, user_mirrors=(), force: bool = False,
@@ -715,7 +691,7 @@ def _fetch_http(session, url: str, part: Path, size: int, settings: DownloadSett
         if total is not None and total > size:
             # Refused before a byte is written: a false huge length must not fill the disk.
             raise _MirrorFailed(f"announces {total} bytes, more than the {size} bytes of the official file")
-        bar = lambda: _progress_bar(total or size, offset, url.rsplit("/", 1)[-1], progress)  # noqa: E731
+        bar = lambda: _progress_bar(total or size, offset, url.rsplit("/", 1)[-1], progress)
         try:
             written = _save_body(resp, part, appending, offset, size, watchdog, bar)
         except _TooLarge:

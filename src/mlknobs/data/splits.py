@@ -24,9 +24,9 @@ import numpy as np
 
 from mlknobs.data import idx
 from mlknobs.data.datasets import SPLIT_FILES, DatasetSpec, get_dataset
-from mlknobs.files import atomic_write
 from mlknobs.data.download import DownloadSettings, ensure_file, file_lock, mirrors_for, remove_stale_temporaries
 from mlknobs.errors import DataFormatError, SettingsError
+from mlknobs.files import atomic_write
 
 CACHE_VERSION = 2   # 2: the record also holds the inode of the .gz
 

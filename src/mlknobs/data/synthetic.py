@@ -1,8 +1,10 @@
 """A synthetic stand-in for MNIST: crude digits 0-9 drawn with random jitter, in MNIST's layout.
 
-For tests, demos and benchmarks on machines without the real files. It is not a substitute for
-MNIST's accuracy figures: a small network learns it in a second or so, and still makes mistakes,
-which is what a test of training, evaluation or plotting needs to see.
+For tests, demos and benchmarks on machines without the real files; not a source of accuracy
+figures for MNIST. Tests of training, evaluation and plots need data that a small network learns
+fast but not perfectly, so they can see both learning and mistakes: from 10,000 of these digits,
+one epoch of a 784-32-10 network reaches about 94 % on 2,000 others (MNIST: 93 %), three epochs
+of the default 784-512-10 about 98 % (MNIST: 98 %). Drawing one takes about 0.1 ms.
 
 Each class is a few strokes (lines, elliptic arcs, a curve) in a unit box, looking like a crude
 digit. One image is drawn the way MNIST's were made, all images at once:
@@ -21,13 +23,13 @@ Everything random comes from the numpy Generator passed in.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from mlknobs.data import idx
 from mlknobs.data.datasets import SPLIT_FILES
-from mlknobs.data.download import sha256_of
 
 SIDE = 28              # images are SIDE × SIDE
 BOX = 20               # the ink's longest side, as in MNIST
@@ -132,15 +134,15 @@ def _deformed_skeletons(labels: np.ndarray, rng: np.random.Generator) -> np.ndar
 
 
 def _drawn_to_size(points, labels, pen_width, pressure, strength) -> np.ndarray:
-    """Images (m, 28, 28) uint8 of the skeletons, drawn so the ink's longest side is 20 px (a few: 19)."""
+    """Images (m, 28, 28) uint8 of the skeletons, drawn so the ink's longest side is 19-20 px (a few: 18)."""
     span = np.ptp(points, axis=1).max(axis=1)          # (m,) longest side of the skeleton, unit box
     # The pen adds its own width to the box: draw once to measure that, then again to size.
     scale = (BOX - 4.0) / span                         # px per unit, a first guess
     _, box = _draw(points, labels, scale, pen_width, pressure, strength)
     pen_extent = box - span * scale
-    scale = (BOX - pen_extent) / span
+    scale = (BOX - 0.25 - pen_extent) / span
     images, box = _draw(points, labels, scale, pen_width, pressure, strength)
-    while (too_big := box > BOX).any():                # aimed at 20, so rounding made some 21
+    while (too_big := box > BOX).any():                # rounding put a few a pixel over
         scale[too_big] *= (BOX - 1) / box[too_big]
         images[too_big], box[too_big] = _draw(points[too_big], labels[too_big], scale[too_big],
                                               pen_width[too_big], pressure[too_big], strength[too_big])
@@ -210,8 +212,8 @@ def write_mirror(folder: Path, n_train: int, n_test: int, seed: int = 0) -> dict
     """Write a synthetic dataset as the four MNIST .gz files under FOLDER/mnist/, official names.
 
     FOLDER can then be passed as a mirror (`--mirror FOLDER`, or load_split(mirrors=[FOLDER]))
-    once a dataset spec holding these sums stands in for MNIST's. Returns file name -> SHA-256,
-    in MNIST's file order. The same arguments write the same bytes.
+    once a DatasetSpec named "mnist" with these sums (and the files' sizes) stands in for MNIST's.
+    Returns file name -> SHA-256, in MNIST's file order. The same arguments write the same bytes.
     """
     rng = np.random.default_rng(seed)
     target = Path(folder) / "mnist"
@@ -222,6 +224,6 @@ def write_mirror(folder: Path, n_train: int, n_test: int, seed: int = 0) -> dict
         image_file, label_file = SPLIT_FILES[split]
         idx.write_idx(target / image_file, images.reshape(n, SIDE, SIDE))
         idx.write_idx(target / label_file, labels)
-        sums[image_file] = sha256_of(target / image_file)
-        sums[label_file] = sha256_of(target / label_file)
+        for name in (image_file, label_file):
+            sums[name] = hashlib.sha256((target / name).read_bytes()).hexdigest()
     return sums

@@ -87,7 +87,7 @@ def read_input(source: str | Path | bytes, dataset: str = "mnist", name: str | N
 
 # --- reading --------------------------------------------------------------------------------------
 
-def load_image(source: str | Path | bytes, name: str | None = None) -> "Image.Image":
+def load_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
     """Open and fully decode the first frame of a picture, refusing anything unreadable or huge.
 
     A path must lead to a regular file (not a FIFO, a device such as /dev/zero, a directory, ...)
@@ -109,7 +109,7 @@ def load_image(source: str | Path | bytes, name: str | None = None) -> "Image.Im
     return _decode(io.BytesIO(data), name)
 
 
-def _decode(stream: BinaryIO, name: str) -> "Image.Image":
+def _decode(stream: BinaryIO, name: str) -> Image.Image:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -144,14 +144,14 @@ def _decode(stream: BinaryIO, name: str) -> "Image.Image":
         return image                                       # unreadable orientation: as stored
 
 
-def _draft_smaller(image: "Image.Image") -> None:
+def _draft_smaller(image: Image.Image) -> None:
     """Let a JPEG decode at 1/2, 1/4 or 1/8 scale when it is far larger than we need."""
     if image.format == "JPEG" and max(image.size) > 2 * WORK_SIZE:
         scale = max(image.size) / WORK_SIZE
         image.draft(image.mode, (int(image.width / scale), int(image.height / scale)))
 
 
-def to_grayscale(image: "Image.Image", name: str = "image") -> np.ndarray:
+def to_grayscale(image: Image.Image, name: str = "image") -> np.ndarray:
     """Gray levels (H, W) float32 in 0..1 (0 = black), at most WORK_SIZE per side.
 
     Colours become luminance (ITU-R 601: 0.299 R + 0.587 G + 0.114 B); transparency is composited
@@ -185,7 +185,7 @@ def to_grayscale(image: "Image.Image", name: str = "image") -> np.ndarray:
     return luminance
 
 
-def _wide_to_float(image: "Image.Image") -> tuple["Image.Image", float]:
+def _wide_to_float(image: Image.Image) -> tuple[Image.Image, float]:
     """16-bit, 32-bit integer and float images as mode F, with the value that means white."""
     mode = image.mode
     image = image.convert("F")
