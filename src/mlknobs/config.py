@@ -22,6 +22,12 @@ SCHEDULE_NAMES = ("constant", "step", "cosine", "one-cycle")
 DATASET_NAMES = tuple(DATASETS)
 MAX_HIDDEN_SIZE = 65_536        # 784 x 65,536 float32 weights are 205 MB; far beyond any use here
 MAX_BATCH_SIZE = 65_536
+DISTORTIONS = ("rotate", "scale", "shear", "shift", "elastic", "elastic_sigma")
+DISTORTION_LIMITS = {"rotate": (0.0, 90.0), "scale": (0.0, 0.5), "shear": (0.0, 1.0), "shift": (0.0, 8.0),
+                     "elastic": (0.0, 8.0), "elastic_sigma": (0.5, 20.0)}
+# What `train --augment` sets, for the distortions not given explicitly (chosen on a validation
+# split: see README, "Distorted digits").
+AUGMENT_DEFAULTS = {"rotate": 12.0, "scale": 0.1, "shear": 0.15, "shift": 1.5, "elastic": 1.0, "elastic_sigma": 4.0}
 
 
 def max_threads() -> int:
@@ -48,6 +54,24 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1             # BLAS threads; 1 is the measured best on shared 2-core machines
     dataset: str = "mnist"
+    dropout: float = 0.0         # probability of dropping a hidden unit in a training pass
+    # Distorted training digits (data/augment.py): each digit of each epoch draws its own values
+    # uniformly within these limits; all zero means the clean digits.
+    rotate: float = 0.0          # degrees
+    scale: float = 0.0           # relative size change
+    shear: float = 0.0           # slant factor
+    shift: float = 0.0           # pixels
+    elastic: float = 0.0         # pixels: size of the smooth elastic displacement field
+    elastic_sigma: float = 4.0   # pixels: its smoothness
+
+    @property
+    def distortions(self) -> dict:
+        """The augmentation settings, as data/augment.py's Distortions takes them."""
+        return {name: getattr(self, name) for name in DISTORTIONS}
+
+    @property
+    def augmented(self) -> bool:
+        return any(getattr(self, name) for name in DISTORTIONS if name != "elastic_sigma")
 
     def __post_init__(self):
         problems = list(self._problems())
@@ -64,10 +88,13 @@ class TrainConfig:
                     or (high is not None and value > high):
                 limit = f"from {low} to {high:,}" if high is not None else f">= {low}"
                 yield name, f"{{{name}}} must be a whole number {limit}"
-        for name in ("learning_rate", "momentum", "weight_decay"):
+        for name in ("learning_rate", "momentum", "weight_decay", "dropout", *DISTORTIONS):
             if not isinstance(getattr(self, name), (int, float)) or isinstance(getattr(self, name), bool):
                 yield name, f"{{{name}}} must be a number"
                 return
+        for name, (low, high) in {"dropout": (0.0, 0.9), **DISTORTION_LIMITS}.items():
+            if not low <= getattr(self, name) <= high:        # (NaN fails too)
+                yield name, f"{{{name}}} must be from {low:g} to {high:g}"
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             yield "learning_rate", "{learning_rate} must be a positive number"
         if not (0 <= self.momentum < 1):

@@ -190,3 +190,21 @@ def test_more_threads_than_cores_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("MLKNOBS_THREADS", "4096")
     result = run("train", "--out", tmp_path / "m.npz")
     assert result.exit_code == 2 and "--threads" in result.stderr and "4096" in result.stderr
+
+
+def test_augment_sets_the_measured_distortions_unless_given_and_info_shows_them(mnist_data_dir, tmp_path):
+    from mlknobs.config import AUGMENT_DEFAULTS
+
+    out = tmp_path / "m.npz"
+    result = run(*train_args(mnist_data_dir, out, "--epochs", "1", "--augment", "--rotate", "5", "--dropout", "0.25"))
+    assert result.exit_code == 0, result.output
+    config = load_model(out).config
+    assert config.rotate == 5 and config.dropout == 0.25
+    assert all(getattr(config, name) == value for name, value in AUGMENT_DEFAULTS.items() if name != "rotate")
+    info = run("info", out).stdout
+    assert "rotate=5.0" in info and "elastic=1.0" in info and "dropout=0.25" in info
+
+
+def test_distortion_limits_are_usage_errors(tmp_path):
+    result = run("train", "--out", tmp_path / "m.npz", "--rotate", "400")
+    assert result.exit_code == 2 and "--rotate" in result.stderr

@@ -42,8 +42,11 @@ def test_same_seed_same_weights_other_seed_other_weights(mnist_small):
     assert not np.array_equal(a.w1, c.w1)
 
 
+AUGMENTED = {"dropout": 0.2, "rotate": 10.0, "scale": 0.1, "shear": 0.1, "shift": 1.5, "elastic": 1.0}
+
+
 @pytest.mark.parametrize("knobs", [{}, {"val_size": 1000, "early_stopping": 5, "nesterov": True,
-                                        "weight_decay": 1e-4, "schedule": "cosine"}])
+                                        "weight_decay": 1e-4, "schedule": "cosine"}, AUGMENTED])
 def test_resume_after_ctrl_c_ends_with_bit_identical_weights(mnist_small, tmp_path, knobs):
     config = small_config(**knobs)
     uninterrupted = fit(config, *mnist_small, CLASSES)
@@ -109,3 +112,37 @@ def test_the_callback_hears_the_start_every_step_and_every_epoch(mnist_small):
     assert [(p.epoch, p.batch) for p in steps[:2]] == [(1, 1), (1, 2)] and steps[-1].batch == batches
     assert all(np.isfinite(p.loss) and p.learning_rate > 0 and p.params is model.params for p in steps)
     assert [p.entry for p in seen if p.event == "epoch"] == model.history
+
+
+def test_augmented_runs_with_dropout_are_deterministic_and_differ_from_plain_ones(mnist_small):
+    a = fit(small_config(epochs=1, **AUGMENTED), *mnist_small, CLASSES)
+    b = fit(small_config(epochs=1, **AUGMENTED), *mnist_small, CLASSES)
+    plain = fit(small_config(epochs=1), *mnist_small, CLASSES)
+    for name, array in a.params.arrays().items():
+        np.testing.assert_array_equal(array, getattr(b.params, name))
+    assert not np.array_equal(a.params.w1, plain.params.w1)
+    assert a.results["test_accuracy"] > 0.5          # still learns from distorted digits
+
+
+def test_a_failing_augmentation_worker_is_an_error_not_a_hang(mnist_small, monkeypatch):
+    import mlknobs.data.batches as batches_module
+    from mlknobs.data.batches import AugmentationFailed
+
+    def broken(pixels, rng, distortions):
+        raise RuntimeError("out of paper")
+
+    monkeypatch.setattr(batches_module, "distort", broken)
+    with pytest.raises(AugmentationFailed, match="out of paper"):
+        fit(small_config(epochs=1, rotate=5.0), *mnist_small, CLASSES)
+
+
+def test_ctrl_c_while_augmenting_stops_the_worker(mnist_small):
+    import threading
+
+    def ctrl_c(progress):
+        if progress.event == "step" and progress.batch == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted):
+        fit(small_config(epochs=2, rotate=5.0), *mnist_small, CLASSES, callback=ctrl_c)
+    assert not any(t.name == "mlknobs-augment" and t.is_alive() for t in threading.enumerate())

@@ -43,6 +43,7 @@ def assert_one_line_error(result, *fragments):
     ("confusion", [], (850, 750)),
     ("mistakes", [], (1151, 915)),                      # 40 mistakes: 8 x 5 cells
     ("mistakes", ["--count", "3"], (800, 255)),         # one row of 3
+    ("augment", [], (1089, 1159)),                      # 8 digits, each with 7 distorted copies
 ])
 def test_each_kind_writes_a_png_of_the_expected_size(synthetic_model_path, synthetic_data_dir, tmp_path, kind, extra,
                                                      size):
@@ -236,3 +237,22 @@ def test_large_layers_record_only_the_first_units():
     assert snapshots.frames[0].shape == (784, 64)
     with Image.open(io.BytesIO(snapshots.gif_bytes())) as gif:
         assert gif.n_frames == 1 and gif.size[0] >= 600   # 8 x 8 tiles of 84 px
+
+
+def test_plot_augment_shows_the_models_own_distortions(synthetic_data_dir, tmp_path, monkeypatch):
+    captured = {}
+    real = plots.augment_figure
+
+    def spy(images, settings, source, **kwargs):
+        captured.update(settings=settings, source=source)
+        return real(images, settings, source, **kwargs)
+
+    monkeypatch.setitem(plots.DRAW, "augment",
+                        lambda r: spy(r.train.images, r.distortions, r.distortions_source, fmt=r.fmt))
+    model = tmp_path / "rotated.npz"
+    trained = run("train", "--epochs", "1", "--hidden-size", "8", "--rotate", "20", "--data-dir", synthetic_data_dir,
+                  "--out", model, "--quiet")
+    assert trained.exit_code == 0, trained.output
+    assert plot("augment", model, tmp_path / "a.png", synthetic_data_dir).exit_code == 0
+    assert captured["settings"]["rotate"] == 20 and captured["settings"]["elastic"] == 0
+    assert "rotated.npz's settings" in captured["source"]

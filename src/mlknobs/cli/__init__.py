@@ -52,9 +52,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from mlknobs.cli import download, evaluate, export, gradcheck, info, plot, predict, serve, train
+    from mlknobs.cli import download, evaluate, export, gradcheck, info, lr_find, plot, predict, serve, sweep, train
 
-    for module in (download, train, info, evaluate, predict, serve, export, gradcheck, plot):
+    for module in (download, train, sweep, lr_find, info, evaluate, predict, serve, export, gradcheck, plot):
         cli.add_command(module.command)
 
 

@@ -24,25 +24,30 @@ from mlknobs.config import LOSS_NAMES
               default=1e-5, show_default=True, help="Largest acceptable relative error (exit 1 above it).")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
               help="Seed for the network and batch.")
+@click.option("--dropout", callback=finite, type=click.FloatRange(0, 0.9), default=0.0, show_default=True,
+              help="Check the backward pass through one fixed dropout mask of this rate.")
 @json_option("Print the result as one JSON object.")
-def command(loss, hidden_size, batch_size, eps, tolerance, seed, as_json) -> None:
+def command(loss, hidden_size, batch_size, eps, tolerance, seed, dropout, as_json) -> None:
     """Check backprop against nudging every knob by a tiny h (float64, central differences).
 
     \b
     Examples:
       mlknobs gradcheck
       mlknobs gradcheck --loss mse --hidden-size 32 --json
+      mlknobs gradcheck --dropout 0.5
     """
     from mlknobs.nn.gradcheck import gradcheck
 
-    result = gradcheck(loss, hidden_size, batch_size, eps, seed, tolerance)
+    result = gradcheck(loss, hidden_size, batch_size, eps, seed, tolerance, dropout=dropout)
     if as_json:
         echo_json({"loss": result.loss, "hidden_size": hidden_size, "batch_size": batch_size, "eps": eps,
+                   "dropout": dropout,
                    "tolerance": tolerance, "passed": result.passed,
                    "max_relative_error": result.max_relative_error, "knobs_checked": result.knobs_checked,
                    "samples": [vars(s) for s in result.samples]})
     else:
-        say(f"gradcheck: {loss} loss, 784 -> {hidden_size} -> 10, batch {batch_size}, h = {eps:g}, float64")
+        mask = f", dropout {dropout:g} (one fixed mask)" if dropout else ""
+        say(f"gradcheck: {loss} loss, 784 -> {hidden_size} -> 10, batch {batch_size}, h = {eps:g}, float64{mask}")
         say(f"  {'array':<6} {'knobs':>7}  {'max relative error':>18}")
         for name, err in result.max_relative_error.items():
             mark = "ok" if err <= tolerance else "FAIL"

@@ -14,6 +14,7 @@ import click
 from mlknobs.config import (
     DATASET_NAMES,
     DEFAULTS,
+    DISTORTION_LIMITS,
     LOSS_NAMES,
     MAX_BATCH_SIZE,
     MAX_HIDDEN_SIZE,
@@ -105,6 +106,26 @@ SETTING_OPTIONS = (
                  help="Seed for initial weights and shuffling."),
     threads_option,
     dataset_option,
+    click.option("--dropout", callback=finite, type=click.FloatRange(0, 0.9), default=DEFAULTS.dropout,
+                 show_default=True, help="Drop each hidden unit with this probability in every training step."),
+    click.option("--rotate", callback=finite, type=click.FloatRange(*DISTORTION_LIMITS["rotate"]),
+                 default=DEFAULTS.rotate, metavar="DEGREES", show_default=True,
+                 help="Distort training digits: turn each by up to this angle."),
+    click.option("--scale", callback=finite, type=click.FloatRange(*DISTORTION_LIMITS["scale"]),
+                 default=DEFAULTS.scale, metavar="FRACTION", show_default=True,
+                 help="Distort training digits: grow or shrink each by up to this fraction."),
+    click.option("--shear", callback=finite, type=click.FloatRange(*DISTORTION_LIMITS["shear"]),
+                 default=DEFAULTS.shear, metavar="FACTOR", show_default=True,
+                 help="Distort training digits: slant each by up to this factor."),
+    click.option("--shift", callback=finite, type=click.FloatRange(*DISTORTION_LIMITS["shift"]),
+                 default=DEFAULTS.shift, metavar="PIXELS", show_default=True,
+                 help="Distort training digits: move each by up to this many pixels."),
+    click.option("--elastic", callback=finite, type=click.FloatRange(*DISTORTION_LIMITS["elastic"]),
+                 default=DEFAULTS.elastic, metavar="PIXELS", show_default=True,
+                 help="Distort training digits: a smooth random elastic field of this typical size."),
+    click.option("--elastic-sigma", callback=finite, type=click.FloatRange(*DISTORTION_LIMITS["elastic_sigma"]),
+                 default=DEFAULTS.elastic_sigma, metavar="PIXELS", show_default=True,
+                 help="Smoothness of the elastic field (Gaussian sigma)."),
 )
 SETTINGS = tuple(DEFAULTS.to_dict())
 
@@ -122,6 +143,14 @@ def option_name(command: click.Command, setting: str) -> str:
         if param.name == setting and isinstance(param, click.Option):
             return param.opts[0]
     return setting
+
+
+def with_augment_defaults(ctx: click.Context, settings: dict) -> dict:
+    """`--augment`: the measured-good distortions (config.AUGMENT_DEFAULTS) for those not given explicitly."""
+    from mlknobs.config import AUGMENT_DEFAULTS
+
+    given = given_settings(ctx, settings)
+    return {**settings, **{name: value for name, value in AUGMENT_DEFAULTS.items() if name not in given}}
 
 
 def given_settings(ctx: click.Context, values: dict) -> dict:

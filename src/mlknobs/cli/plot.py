@@ -20,7 +20,8 @@ or pip install ".[plot]" from a clone).
 KIND is one of
 {_KINDS_HELP}
 
-confusion and mistakes read the model's test split (downloaded on first use).
+confusion and mistakes read the model's test split (downloaded on first use); sweep reads
+the folder of `mlknobs sweep` (--sweep DIR) instead of a model.
 
 \b
 Examples:
@@ -28,6 +29,8 @@ Examples:
   mlknobs plot history --model runs/h800.npz --out h800-history.png
   mlknobs plot confusion --mirror ../shared/data
   mlknobs plot mistakes --count 80 --out mistakes.pdf
+  mlknobs plot augment --out augment.png     # the distorted digits train --augment shows
+  mlknobs plot sweep --sweep sweep --out sweep.png
   mlknobs train --snapshots learning.gif      # an animation of the weights while they learn
 """)
 @click.argument("kind", type=click.Choice(tuple(PLOT_KINDS)), metavar="KIND")
@@ -41,9 +44,11 @@ Examples:
                    "(shows every unit's pattern).")
 @click.option("--count", type=click.IntRange(1, 400), default=40, show_default=True,
               help="mistakes: how many misclassified test images to show.")
+@click.option("--sweep", "sweep_dir", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+              help="sweep: the --out-dir of `mlknobs sweep` to draw.")
 @data_options
 def command(kind: str, model_path: Path, out: Path | None, max_units: int, shared_scale: bool, count: int,
-            data_dir: Path, mirrors: tuple[str, ...]) -> None:
+            sweep_dir: Path | None, data_dir: Path, mirrors: tuple[str, ...]) -> None:
     from mlknobs.data.splits import load_split
     from mlknobs.files import check_writable
     from mlknobs.io.modelfile import load_model
@@ -54,11 +59,44 @@ def command(kind: str, model_path: Path, out: Path | None, max_units: int, share
     fmt = plots.picture_format(out)
     plots.require_matplotlib()
     check_writable(out)          # before seconds of loading and drawing
+    _, split = PLOT_KINDS[kind]
+    if split == "sweep":
+        plots.write_picture(out, _sweep_picture(sweep_dir, fmt))
+        say(f"wrote {out}")
+        return
     model = load_model(model_path)
-    _, needs_test = PLOT_KINDS[kind]
-    test = load_split(model.dataset, "test", data_dir, mirrors, progress=None) if needs_test else None
-    request = plots.PlotRequest(model, model_path.name, fmt, test, max_units, shared_scale, count)
+    data = load_split(model.dataset, split, data_dir, mirrors, progress=None) if split else None
+    request = plots.PlotRequest(model, model_path.name, fmt, data if split == "test" else None, max_units,
+                                shared_scale, count, train=data if split == "train" else None)
+    if kind == "augment":
+        request = _augment_request(request, model_path.name)
     with blas_threads(1):        # up to 10,000 forward passes: one thread, as everywhere else
         picture = plots.DRAW[kind](request)
     plots.write_picture(out, picture)
     say(f"wrote {out}")
+
+
+def _augment_request(request, name: str):
+    """The model's own distortions if it was trained with some, else what `train --augment` uses."""
+    from dataclasses import replace
+
+    from mlknobs.config import AUGMENT_DEFAULTS
+
+    config = request.model.config
+    if config.augmented:
+        return replace(request, distortions=config.distortions, distortions_source=f"{name}'s settings")
+    return replace(request, distortions=dict(AUGMENT_DEFAULTS),
+                   distortions_source=f"train --augment ({name} was trained on clean digits)")
+
+
+def _sweep_picture(sweep_dir: Path | None, fmt: str) -> bytes:
+    """`plot sweep`: validation accuracy against the swept settings of a sweep folder."""
+    from mlknobs.training.sweep import load_sweep
+    from mlknobs.viz import plots
+
+    if sweep_dir is None:
+        raise click.UsageError("plot sweep draws a sweep folder: give it with --sweep DIR")
+    loaded = load_sweep(sweep_dir)
+    swept = {name: list(loaded.grid.values[name]) for name in loaded.grid.varying}
+    return plots.DRAW["sweep"](plots.PlotRequest(None, sweep_dir.name or str(sweep_dir), fmt, runs=loaded.records,
+                                                 swept=swept))

@@ -15,6 +15,7 @@ from mlknobs.cli.options import (
     progress_for,
     quiet_option,
     setting_options,
+    with_augment_defaults,
 )
 from mlknobs.cli.output import BestEffortStream, echo_json, note, say
 
@@ -29,6 +30,9 @@ EXIT_INTERRUPTED = 130
 @click.option("--resume", is_flag=True, help="Continue the interrupted run saved beside --out (OUT.ckpt.npz).")
 @click.option("--fresh", is_flag=True, help="Start a new run even though OUT.ckpt.npz holds an interrupted one "
                                              "(which is then replaced).")
+@click.option("--augment", is_flag=True,
+              help="Train on freshly distorted digits every epoch, with the measured-good distortions "
+                   "(rotate 12, scale 0.1, shear 0.15, shift 1.5, elastic 1); options given explicitly win.")
 @click.option("--init-from", "init_from", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="MODEL", help="Start from MODEL's weights and input scaling instead of random weights "
                                     "(a new run: its own settings, schedule and optimizer; same --hidden-size).")
@@ -39,7 +43,8 @@ EXIT_INTERRUPTED = 130
 @json_option("Print one JSON object with the results on stdout.")
 @click.pass_context
 def command(ctx: click.Context, data_dir: Path, mirrors: tuple[str, ...], out: Path, resume: bool, fresh: bool,
-            init_from: Path | None, snapshots_path: Path | None, quiet: bool, as_json: bool, **settings) -> None:
+            augment: bool, init_from: Path | None, snapshots_path: Path | None, quiet: bool, as_json: bool,
+            **settings) -> None:
     """Train the network on MNIST (or Fashion-MNIST) and save it.
 
     Downloads the dataset on first use. After every epoch a checkpoint OUT.ckpt.npz is saved; if
@@ -52,6 +57,7 @@ def command(ctx: click.Context, data_dir: Path, mirrors: tuple[str, ...], out: P
       mlknobs train --hidden-size 800 --epochs 15 --lr 0.1 --weight-decay 5e-5
       mlknobs train --loss mse --momentum 0 --schedule constant --lr 3 --hidden-size 30
       mlknobs train --val-size 10000 --early-stopping 3 --epochs 30
+      mlknobs train --augment --hidden-size 800 --epochs 30
       mlknobs train --resume
       mlknobs train --init-from model.npz --dataset fashion-mnist --out fashion.npz
       mlknobs train --hidden-size 64 --snapshots learning.gif
@@ -66,6 +72,8 @@ def command(ctx: click.Context, data_dir: Path, mirrors: tuple[str, ...], out: P
     if resume and init_from is not None:
         raise click.UsageError("--resume continues from the checkpoint's weights; drop --init-from")
     _check_snapshots_path(snapshots_path, out, checkpoint_path_for(out))
+    if augment:
+        settings = with_augment_defaults(ctx, settings)
     config = None if resume else TrainConfig(**{name: settings[name] for name in SETTINGS})
     display = _Display(quiet, snapshots_path, resuming_from=checkpoint_path_for(out) if resume else None)
     try:

@@ -48,8 +48,12 @@ class GradcheckResult:
 
 def gradcheck(loss: str = "cross-entropy", hidden_size: int = 16, batch_size: int = 8,
               eps: float = 1e-5, seed: int = 0, tolerance: float = 1e-5,
-              samples_per_array: int = 2) -> GradcheckResult:
-    """Compare backprop with central differences for every knob of a small float64 network."""
+              samples_per_array: int = 2, dropout: float = 0.0) -> GradcheckResult:
+    """Compare backprop with central differences for every knob of a small float64 network.
+
+    With dropout > 0 one random mask is drawn and held fixed: the loss is then an ordinary
+    function of the knobs, and its slopes must match the backward pass through the same mask.
+    """
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}")
     rng = np.random.default_rng(seed)
@@ -60,11 +64,12 @@ def gradcheck(loss: str = "cross-entropy", hidden_size: int = 16, batch_size: in
     pixels = rng.integers(0, 256, size=(batch_size, INPUT_SIZE), dtype=np.uint8)
     labels = rng.integers(0, OUTPUT_SIZE, size=batch_size)
 
-    net = Network(params, loss, batch_size)
+    net = Network(params, loss, batch_size, dropout=dropout)
     x = net.load_pixels(pixels, MNIST_SCALING)
+    keep = net.dropout_mask(batch_size, rng).copy() if dropout else None    # (B, H), fixed
 
     def loss_now() -> float:
-        net.forward(x)
+        net.forward(x, keep)
         return net.loss_value(labels)
 
     loss_now()

@@ -17,6 +17,17 @@ and the backward pass runs the chain rule the other way, from dz2 = dLoss/dz2 (s
     db1 = sum_rows(dz1)                        -> (H,)
 
 No gradient is taken for x itself: nothing upstream needs it.
+
+Dropout (training only) multiplies the hidden activations by a random mask `keep` (B, H) that
+holds 0 with probability p and 1/(1-p) otherwise ("inverted" dropout: the expected activation is
+unchanged, so evaluation needs no rescaling and simply leaves the mask out):
+
+    h   = a1 * keep                            what the output layer sees
+    z2  = h @ w2 + b2
+    dw2 = h.T @ dz2
+    dh  = dz2 @ w2.T
+    da1 = dh * keep                            a dropped unit passes no gradient back
+    dz1 = da1 * a1 * (1 - a1)
 """
 
 from __future__ import annotations
@@ -156,12 +167,13 @@ class InputScaling:
 class Network:
     """Forward and backward passes for one set of Params, with every buffer allocated once.
 
-    The forward pass keeps x and a1 for the backward pass; `grads` is overwritten by each
-    backward call. Batches up to `max_batch` rows reuse the same memory (the last, short batch
-    of an epoch uses the first rows).
+    The forward pass keeps x, a1 (and with dropout h and keep) for the backward pass; `grads` is
+    overwritten by each backward call. Batches up to `max_batch` rows reuse the same memory (the
+    last, short batch of an epoch uses the first rows). `dropout` > 0 allocates the buffers a
+    training pass with a mask needs; evaluation passes no mask.
     """
 
-    def __init__(self, params: Params, loss: Loss | str, max_batch: int):
+    def __init__(self, params: Params, loss: Loss | str, max_batch: int, dropout: float = 0.0):
         self.params = params
         self.loss = LOSSES[loss] if isinstance(loss, str) else loss
         self.activation_ = ACTIVATIONS[HIDDEN_ACTIVATION]          # in place on z1
@@ -177,21 +189,39 @@ class Network:
         self.slope = np.empty((max_batch, hidden), dtype)      # sigmoid'(z1) = a1 (1 - a1)
         self.grads = params.zeros_like()
         self._x = self.x                                       # the input of the last forward pass
+        self.dropout = dropout
+        self._keep = None                                      # the last forward pass's mask, if any
+        if dropout:
+            self.h = np.empty((max_batch, hidden), dtype)      # a1 * keep, kept for dw2
+            self.keep = np.empty((max_batch, hidden), dtype)   # the mask buffer (see dropout_mask)
+
+    def dropout_mask(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """A fresh inverted-dropout mask (n, H): 0 with probability p, else 1 / (1 - p)."""
+        keep = self.keep[:n]
+        rng.random(dtype=keep.dtype, out=keep)                 # U[0, 1)
+        keep += 1 - self.dropout
+        np.floor(keep, out=keep)                               # 1 where u >= p, else 0
+        keep *= 1 / (1 - self.dropout)
+        return keep
 
     def load_pixels(self, pixels: np.ndarray, scaling: InputScaling) -> np.ndarray:
         """Scale a uint8 batch into the input buffer; returns the (n, 784) view to pass to forward."""
         return scaling.apply(pixels, self.x[:len(pixels)])
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """Outputs a2 (n, 10) for inputs x (n, 784); x should be a view of self.x or kept alive."""
+    def forward(self, x: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
+        """Outputs a2 (n, 10) for inputs x (n, 784); x should be a view of self.x or kept alive.
+
+        keep: a dropout mask (n, H) for a training pass (see dropout_mask), None to evaluate.
+        """
         p, n = self.params, len(x)
-        self._x = x
+        self._x, self._keep = x, keep
         a1 = self.a1[:n]
         np.matmul(x, p.w1, out=a1)          # (n, 784) @ (784, H) -> (n, H)
         a1 += p.b1                          # z1
         self.activation_(a1)                # a1 = sigmoid(z1), in place
+        h = a1 if keep is None else np.multiply(a1, keep, out=self.h[:n])   # h = a1 * keep
         a2 = self.a2[:n]
-        np.matmul(a1, p.w2, out=a2)         # (n, H) @ (H, 10) -> (n, 10)
+        np.matmul(h, p.w2, out=a2)          # (n, H) @ (H, 10) -> (n, 10)
         a2 += p.b2
         self.loss.output_(a2)
         return a2
@@ -203,12 +233,15 @@ class Network:
     def backward(self, labels: np.ndarray) -> Params:
         """Gradients of the mean loss of the last forward pass with respect to every knob."""
         p, g, n = self.params, self.grads, len(labels)
-        x, a1, a2 = self._x, self.a1[:n], self.a2[:n]
+        x, a1, a2, keep = self._x, self.a1[:n], self.a2[:n], self._keep
+        h = a1 if keep is None else self.h[:n]
         dz2 = self.loss.delta(a2, labels, out=self.dz2[:n])   # (n, 10)
-        np.matmul(a1.T, dz2, out=g.w2)      # (H, n) @ (n, 10) -> (H, 10)
+        np.matmul(h.T, dz2, out=g.w2)       # (H, n) @ (n, 10) -> (H, 10)
         np.sum(dz2, axis=0, out=g.b2)       # (10,)
         dz1 = self.dz1[:n]
-        np.matmul(dz2, p.w2.T, out=dz1)     # da1: (n, 10) @ (10, H) -> (n, H)
+        np.matmul(dz2, p.w2.T, out=dz1)     # dh: (n, 10) @ (10, H) -> (n, H)
+        if keep is not None:
+            dz1 *= keep                     # da1 = dh * keep
         slope = self.activation_slope(a1, out=self.slope[:n])   # sigmoid'(z1) = a1 (1 - a1)
         dz1 *= slope                        # dz1 = da1 * sigmoid'(z1)
         np.matmul(x.T, dz1, out=g.w1)       # (784, n) @ (n, H) -> (784, H)

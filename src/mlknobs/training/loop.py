@@ -14,13 +14,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mlknobs.config import TrainConfig, max_threads
-from mlknobs.data.batches import batches
+from mlknobs.data.augment import Distortions
+from mlknobs.data.batches import augmented_batches, batches
 from mlknobs.data.splits import Split, split_validation
 from mlknobs.errors import DataFormatError, ModelFileError, SettingsError, TrainingDiverged, TrainingInterrupted
 from mlknobs.io.modelfile import Checkpoint, save_checkpoint
@@ -139,7 +141,7 @@ class _Fit:
         if resume is not None:
             self.optimizer.velocity.copy_from(resume.velocity)
         batch_rows = min(config.batch_size, len(self.fit_set))    # no buffer larger than the data
-        self.net = Network(self.params, config.loss, batch_rows)
+        self.net = Network(self.params, config.loss, batch_rows, dropout=config.dropout)
         self.pixels = np.empty((batch_rows, self.fit_set.images.shape[1]), np.uint8)
 
     def learning_rate(self, step: int) -> float:
@@ -193,18 +195,19 @@ class _Fit:
         # a handful of tiny NumPy calls per batch.
         sample_losses = np.empty(len(order), self.params.flat.dtype)
         predictions = np.empty(len(order), np.intp)
-        for b, (done, pixels, labels) in enumerate(batches(self.fit_set, order, self.config.batch_size,
-                                                           self.pixels)):
-            a2 = net.forward(net.load_pixels(pixels, self.scaling))          # (n, 10)
-            net.loss.samples(a2, labels, out=sample_losses[done])
-            np.argmax(a2, axis=1, out=predictions[done])
-            loss = float(sample_losses[done].mean())
-            if b % CHECK_EVERY == 0 or b == self.steps_per_epoch - 1:
-                self.check_divergence(loss, epoch, b)
-            learning_rate = self.learning_rate(state.step)
-            self.optimizer.step(net.backward(labels), learning_rate)
-            state.step += 1
-            self.tell("step", epoch + 1, b + 1, loss, learning_rate)
+        with closing(self.batches(order, epoch)) as source:      # closing stops an augmentation worker
+            for b, (done, pixels, labels) in enumerate(source):
+                keep = net.dropout_mask(len(labels), self.rng) if self.config.dropout else None
+                a2 = net.forward(net.load_pixels(pixels, self.scaling), keep)    # (n, 10)
+                net.loss.samples(a2, labels, out=sample_losses[done])
+                np.argmax(a2, axis=1, out=predictions[done])
+                loss = float(sample_losses[done].mean())
+                if b % CHECK_EVERY == 0 or b == self.steps_per_epoch - 1:
+                    self.check_divergence(loss, epoch, b)
+                learning_rate = self.learning_rate(state.step)
+                self.optimizer.step(net.backward(labels), learning_rate)
+                state.step += 1
+                self.tell("step", epoch + 1, b + 1, loss, learning_rate)
 
         entry = {"epoch": epoch + 1, "train_loss": float(sample_losses.mean(dtype=np.float64)),
                  "train_accuracy": float(np.count_nonzero(predictions == self.fit_set.labels[order])) / len(order),
@@ -219,6 +222,14 @@ class _Fit:
         state.seconds += entry["seconds"]
         state.epochs_done = epoch + 1
         return entry
+
+    def batches(self, order: np.ndarray, epoch: int):
+        """The epoch's batches: the clean digits, or distorted copies made on another thread."""
+        config = self.config
+        if not config.augmented:
+            return batches(self.fit_set, order, config.batch_size, self.pixels)
+        return augmented_batches(self.fit_set, order, config.batch_size, Distortions(**config.distortions),
+                                 config.seed, epoch)
 
     def track_best(self, entry: dict) -> None:
         """Keep the best validation epoch's knobs; count the epochs since it for early stopping.

@@ -4,9 +4,14 @@ PLOT_KINDS names the kinds of `mlknobs plot` without importing NumPy or matplotl
 --help reads it); viz.plots.DRAW draws each one and checks at import that the two agree.
 """
 
-PLOT_KINDS = {   # kind: (what it shows, whether it reads the model's test split)
-    "weights": ("every hidden unit's 784 input weights as a 28x28 tile: what it looks for", False),
-    "history": ("loss and accuracy per epoch (training, validation) and the test result", False),
-    "confusion": ("the test-set confusion matrix, every count written in", True),
-    "mistakes": ("the test images the model gets wrong, the most confident mistakes first", True),
+# kind: (what it shows, which split of the model's dataset it reads, if any; "sweep": it reads a
+# sweep folder, --sweep DIR, instead of a model)
+PLOT_KINDS = {
+    "weights": ("every hidden unit's 784 input weights as a 28x28 tile: what it looks for", None),
+    "history": ("loss and accuracy per epoch (training, validation) and the test result", None),
+    "confusion": ("the test-set confusion matrix, every count written in", "test"),
+    "mistakes": ("the test images the model gets wrong, the most confident mistakes first", "test"),
+    "augment": ("training digits and distorted copies, as train --augment (or the model's settings) makes them",
+                "train"),
+    "sweep": ("validation accuracy against each swept setting of `mlknobs sweep` (--sweep DIR, no model)", "sweep"),
 }

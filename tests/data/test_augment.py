@@ -1,0 +1,92 @@
+"""Distorted training digits: shapes and ranges, identity, each distortion's geometry, determinism."""
+
+import numpy as np
+import pytest
+
+from mlknobs.data.augment import Distortions, bilinear, distort, elastic_fields, gaussian_matrix
+from mlknobs.data.synthetic import make_digits
+
+
+@pytest.fixture(scope="module")
+def digits() -> np.ndarray:
+    images, _ = make_digits(64, np.random.default_rng(0))
+    return images
+
+
+def centre_of_mass(images: np.ndarray) -> np.ndarray:
+    """(n, 2) as (x, y) of uint8 images (n, 784)."""
+    grid = images.reshape(-1, 28, 28).astype(np.float64)
+    ys, xs = np.mgrid[0:28, 0:28]
+    total = grid.sum(axis=(1, 2))
+    return np.stack([(grid * xs).sum(axis=(1, 2)) / total, (grid * ys).sum(axis=(1, 2)) / total], axis=1)
+
+
+def test_distorted_digits_keep_shape_dtype_and_range(digits):
+    out = distort(digits, np.random.default_rng(1), Distortions(rotate=15, scale=0.2, shear=0.3, shift=2,
+                                                                 elastic=1.5))
+    assert out.shape == digits.shape and out.dtype == np.uint8
+    assert out.max() <= 255 and not np.array_equal(out, digits)
+
+
+def test_identity_settings_give_the_input_back(digits):
+    assert np.array_equal(distort(digits, np.random.default_rng(1), Distortions()), digits)
+    # A vanishingly small rotation goes through the resampler and still gives the input back.
+    assert np.array_equal(distort(digits, np.random.default_rng(1), Distortions(rotate=1e-6)), digits)
+
+
+def test_a_shift_moves_the_centre_of_mass_by_the_shift(digits):
+    rng = np.random.default_rng(3)
+    for _ in range(3):                                            # distort draws angle, zoom, slant first
+        rng.uniform(0, 0, len(digits))
+    expected = rng.uniform(-2, 2, (len(digits), 2))               # then the shifts
+    moved = distort(digits, np.random.default_rng(3), Distortions(shift=2))
+    # Digits sit well inside the field, so nothing is cut off: the centre moves by the shift, up to
+    # the rounding of the resampled pixels.
+    np.testing.assert_allclose(centre_of_mass(moved) - centre_of_mass(digits), expected, atol=0.05)
+
+
+def test_an_integer_shift_is_an_exact_translation(digits):
+    class Fixed:
+        """A Generator stand-in whose uniform draws are all `value` (or the nearest end of their range)."""
+
+        def __init__(self, value):
+            self.value = value
+
+        def uniform(self, low, high, size):
+            return np.full(size, np.clip(self.value, low, high))
+
+    out = distort(digits, Fixed(2.0), Distortions(shift=2))        # every digit moves 2 right, 2 down
+    expected = np.zeros((len(digits), 28, 28), np.uint8)
+    expected[:, 2:, 2:] = digits.reshape(-1, 28, 28)[:, :-2, :-2]
+    np.testing.assert_array_equal(out.reshape(-1, 28, 28), expected)
+
+
+def test_the_same_generator_state_gives_the_same_distortions(digits):
+    d = Distortions(rotate=10, elastic=1.0)
+    a = distort(digits, np.random.default_rng([7, 2, 0]), d)
+    b = distort(digits, np.random.default_rng([7, 2, 0]), d)
+    c = distort(digits, np.random.default_rng([7, 2, 1]), d)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_the_elastic_field_is_smooth_and_of_the_asked_size():
+    field = elastic_fields(500, np.random.default_rng(0), Distortions(elastic=1.5, elastic_sigma=4))
+    assert field.shape == (500, 2, 28, 28)
+    assert abs(field.std() - 1.5) < 0.15
+    # Smooth: neighbouring displacements are strongly correlated.
+    neighbours = np.corrcoef(field[..., :-1].ravel(), field[..., 1:].ravel())[0, 1]
+    assert neighbours > 0.9
+
+
+def test_gaussian_rows_sum_to_one():
+    np.testing.assert_allclose(gaussian_matrix(3.0).sum(axis=1), 1.0)
+
+
+def test_bilinear_reads_between_pixels_and_black_outside():
+    image = np.zeros((1, 28, 28), np.uint8)
+    image[0, 10, 10], image[0, 10, 11] = 100, 200
+    x = np.full((1, 28, 28), 10.25, np.float32)
+    y = np.full((1, 28, 28), 10.0, np.float32)
+    assert bilinear(image, x, y)[0, 0, 0] == pytest.approx(125)      # a quarter of the way to 200
+    far = np.full((1, 28, 28), -5.0, np.float32)
+    assert bilinear(image, far, far).max() == 0
