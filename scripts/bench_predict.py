@@ -61,6 +61,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from mlknobs.config import TrainConfig
 from mlknobs.data.datasets import get_dataset
 from mlknobs.data.splits import load_split
+from mlknobs.errors import ImageError
 from mlknobs.io.modelfile import load_model
 from mlknobs.nn.model import Model
 from mlknobs.training.loop import fit
@@ -440,6 +441,28 @@ def draw_pictures(style: str, digits: np.ndarray, labels: np.ndarray, seed: int)
     return [STYLES[style](digit, rng) for digit in digits]
 
 
+def read_all(pictures: list[bytes], dataset: str, style: str) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs (N, 784) uint8, unreadable (N,) bool): every picture through predict's reading.
+
+    A picture predict cannot read (it reports "no ink found" and skips it) counts as a wrong
+    answer, not as a crash of the benchmark: its input stays blank and `predicted` marks it.
+    """
+    inputs = np.zeros((len(pictures), 784), np.uint8)
+    unreadable = np.zeros(len(pictures), bool)
+    for i, picture in enumerate(pictures):
+        try:
+            inputs[i] = read_input(picture, dataset, name=f"{style}#{i}")
+        except ImageError as e:
+            print(f"  {e}", file=sys.stderr)
+            unreadable[i] = True
+    return inputs, unreadable
+
+
+def predicted(model: Model, inputs: np.ndarray, unreadable: np.ndarray) -> np.ndarray:
+    """The model's labels (N,), -1 (never right) where predict could not read the picture."""
+    return np.where(unreadable, -1, model.predict_proba(inputs).argmax(1))
+
+
 def quick_model(args) -> Model:
     config = TrainConfig(hidden_size=128, epochs=3, seed=0, dataset=args.dataset)
     train = load_split(args.dataset, "train", args.data_dir, args.mirror, progress=False)
@@ -470,23 +493,24 @@ def parse_styles(parser: argparse.ArgumentParser, text: str) -> list[str]:
     return styles
 
 
-def report_one(model: Model, styles: list[str], pictures: dict, inputs: dict, seconds: dict,
-               labels: np.ndarray, raw_predictions: np.ndarray) -> int:
+def report_one(model: Model, styles: list[str], inputs: dict, unreadable: dict, seconds: dict,
+               digits: np.ndarray, labels: np.ndarray) -> int:
     """The single-model report: accuracy per style against eval's; exit 1 if a format style falls
     more than 1.5 points below eval (the hard styles have no target)."""
+    raw_predictions = model.predict_proba(digits).argmax(1)
     raw_accuracy = float((raw_predictions == labels).mean())
     print(f"model: {describe(model)}; {len(labels)} test images; eval on raw: {raw_accuracy * 100:.2f} %")
-    print(f"{'style':<18} {'accuracy':>9} {'vs eval':>8} {'ms/image':>9}  {'same as raw':>11}")
+    print(f"{'style':<18} {'accuracy':>9} {'vs eval':>8} {'ms/image':>9}  {'same as raw':>11}  {'unreadable':>10}")
     worst = None
     for style in styles:
-        predictions = model.predict_proba(inputs[style]).argmax(1)
+        predictions = predicted(model, inputs[style], unreadable[style])
         accuracy = float((predictions == labels).mean())
         if style in GROUPS["formats"]:
             worst = max(worst or 0.0, raw_accuracy - accuracy)
         # Other writers' pictures are not the raw digits redrawn, so "same as raw" means nothing.
         same = "—" if style in OTHER_WRITERS else f"{(predictions == raw_predictions).mean() * 100:.1f} %"
         print(f"{style:<18} {accuracy * 100:>8.2f} % {(accuracy - raw_accuracy) * 100:>+7.2f} "
-              f"{seconds[style] / len(pictures[style]) * 1000:>9.2f}  {same:>11}")
+              f"{seconds[style] / len(labels) * 1000:>9.2f}  {same:>11}  {unreadable[style].sum():>10}")
     if worst is None:
         return 0
     verdict = "within" if worst <= 0.015 else "NOT within"
@@ -494,23 +518,25 @@ def report_one(model: Model, styles: list[str], pictures: dict, inputs: dict, se
     return 0 if worst <= 0.015 else 1
 
 
-def report_two(models: dict[str, Model], styles: list[str], inputs: dict, digits: np.ndarray,
-               labels: np.ndarray) -> None:
+def report_two(models: dict[str, Model], styles: list[str], inputs: dict, unreadable: dict,
+               digits: np.ndarray, labels: np.ndarray) -> None:
     """Markdown table: accuracy of A and of B per style, B - A, and on how many pictures exactly
-    one of them is right (the paired count: a difference of a few pictures is noise)."""
+    one of them is right (the paired count: both read the same pictures, so these are what
+    differ; a difference of a few pictures is noise)."""
     (name_a, a), (name_b, b) = models.items()
     print(f"A = {name_a}: {describe(a)}")
     print(f"B = {name_b}: {describe(b)}")
     print(f"{len(labels)} pictures per style\n")
-    print("| style | A | B | B − A (points) | only A right | only B right |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for style in ["eval (raw digits)"] + styles:
-        x = digits if style.startswith("eval") else inputs[style]
-        right_a = a.predict_proba(x).argmax(1) == labels
-        right_b = b.predict_proba(x).argmax(1) == labels
+    print("| style | A | B | B − A (points) | only A right | only B right | unreadable |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    raw = "eval (raw digits)"
+    inputs, unreadable = {raw: digits, **inputs}, {raw: np.zeros(len(labels), bool), **unreadable}
+    for style in [raw] + styles:
+        right_a = predicted(a, inputs[style], unreadable[style]) == labels
+        right_b = predicted(b, inputs[style], unreadable[style]) == labels
         print(f"| {style} | {right_a.mean() * 100:.2f} % | {right_b.mean() * 100:.2f} % | "
               f"{(right_b.mean() - right_a.mean()) * 100:+.2f} | {(right_a & ~right_b).sum()} | "
-              f"{(right_b & ~right_a).sum()} |")
+              f"{(right_b & ~right_a).sum()} | {unreadable[style].sum()} |")
 
 
 def main() -> int:
@@ -547,18 +573,17 @@ def main() -> int:
     chosen = rng.choice(len(test), size=min(args.n, len(test)), replace=False)
     digits, labels = test.images[chosen], test.labels[chosen]
     # Other writers draw the labels of the same test digits, so every style has the same classes.
-    pictures, inputs, seconds = {}, {}, {}
+    pictures, inputs, unreadable, seconds = {}, {}, {}, {}
     for style in styles:
         pictures[style] = draw_pictures(style, digits, labels, args.seed)
         started = time.perf_counter()
-        inputs[style] = np.stack([read_input(p, model.dataset, name=f"{style}#{i}")
-                                  for i, p in enumerate(pictures[style])])
+        inputs[style], unreadable[style] = read_all(pictures[style], model.dataset, style)
         seconds[style] = time.perf_counter() - started
-        print(f"  {style}: {len(pictures[style])} pictures read", file=sys.stderr)
+        print(f"  {style}: {len(pictures[style])} pictures, {unreadable[style].sum()} unreadable", file=sys.stderr)
     if len(models) == 2:
-        report_two(models, styles, inputs, digits, labels)
+        report_two(models, styles, inputs, unreadable, digits, labels)
         return 0
-    return report_one(model, styles, pictures, inputs, seconds, labels, model.predict_proba(digits).argmax(1))
+    return report_one(model, styles, inputs, unreadable, seconds, digits, labels)
 
 
 if __name__ == "__main__":

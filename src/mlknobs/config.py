@@ -22,6 +22,7 @@ SCHEDULE_NAMES = ("constant", "step", "cosine", "one-cycle")
 DATASET_NAMES = tuple(DATASETS)
 MAX_HIDDEN_SIZE = 65_536        # 784 x 65,536 float32 weights are 205 MB; far beyond any use here
 MAX_BATCH_SIZE = 65_536
+MAX_DROPOUT = 0.9
 DISTORTIONS = ("rotate", "scale", "shear", "shift", "elastic", "elastic_sigma")
 DISTORTION_LIMITS = {"rotate": (0.0, 90.0), "scale": (0.0, 0.5), "shear": (0.0, 1.0), "shift": (0.0, 8.0),
                      "elastic": (0.0, 8.0), "elastic_sigma": (0.5, 20.0)}
@@ -92,7 +93,7 @@ class TrainConfig:
             if not isinstance(getattr(self, name), (int, float)) or isinstance(getattr(self, name), bool):
                 yield name, f"{{{name}}} must be a number"
                 return
-        for name, (low, high) in {"dropout": (0.0, 0.9), **DISTORTION_LIMITS}.items():
+        for name, (low, high) in {"dropout": (0.0, MAX_DROPOUT), **DISTORTION_LIMITS}.items():
             if not low <= getattr(self, name) <= high:        # (NaN fails too)
                 yield name, f"{{{name}}} must be from {low:g} to {high:g}"
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
@@ -114,6 +115,13 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def to_file_dict(self) -> dict:
+        """The settings as model files store them: the ones newer than format 1's first release
+        (dropout, the distortions) only when they are used, so that a plain model still loads in
+        an mlknobs that predates them."""
+        plain = DEFAULTS_OF_LATER_SETTINGS
+        return {k: v for k, v in asdict(self).items() if not (k in plain and v == plain[k])}
+
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
         """Build from saved JSON; unknown keys (from a newer mlknobs) are an error, missing ones default."""
@@ -130,3 +138,4 @@ class TrainConfig:
 
 
 DEFAULTS = TrainConfig()
+DEFAULTS_OF_LATER_SETTINGS = {name: getattr(DEFAULTS, name) for name in ("dropout", *DISTORTIONS)}

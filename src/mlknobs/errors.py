@@ -48,6 +48,16 @@ class DownloadError(MlknobsError):
     """No mirror could deliver a verified copy of a dataset file."""
 
 
+class DownloadFailed(DownloadError):
+    """No mirror delivered a verified `dataset`/`filename`; `reasons` has one line per mirror tried."""
+
+    def __init__(self, dataset: str, filename: str, reasons: list[str]):
+        self.dataset, self.filename, self.reasons = dataset, filename, list(reasons)
+        lines = [f"could not download {dataset}/{filename} from any mirror:"]
+        lines += [f"  - {r}" for r in self.reasons] or ["  - no mirrors configured"]
+        super().__init__("\n".join(lines))
+
+
 class DataDirNotWritable(DownloadError):
     """The data folder cannot hold the downloaded files (read-only, not a folder, disk full, ...).
 
@@ -90,11 +100,11 @@ class ModelFileError(MlknobsError, ValueError):
 
 
 class ModelFileMissing(ModelFileError):
-    """There is no model file at `path` (the CLI suggests training one)."""
+    """There is no model file at `path` (the CLI suggests training one). `role`: "model" or "initial model"."""
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        super().__init__(f"no model file at {path}")
+    def __init__(self, path: Path, role: str = "model"):
+        self.path, self.role = Path(path), role
+        super().__init__(f"no {role} file at {path}")
 
 
 class TrainingDiverged(MlknobsError):
@@ -139,6 +149,10 @@ class ResumeSettingsDiffer(RunStateError):
         self.differences = dict(differences)
         listed = ", ".join(f"{k} (saved {s!r}, given {g!r})" for k, (s, g) in self.differences.items())
         super().__init__(f"a resumed run continues with its checkpoint's settings; these differ: {listed}")
+
+
+class AugmentationFailed(MlknobsError):
+    """The worker making distorted training digits stopped with an error (its message says which)."""
 
 
 class ImageError(MlknobsError, ValueError):

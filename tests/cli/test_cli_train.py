@@ -2,6 +2,7 @@
 MNIST; tests marked real_data train on real MNIST."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -208,3 +209,15 @@ def test_augment_sets_the_measured_distortions_unless_given_and_info_shows_them(
 def test_distortion_limits_are_usage_errors(tmp_path):
     result = run("train", "--out", tmp_path / "m.npz", "--rotate", "400")
     assert result.exit_code == 2 and "--rotate" in result.stderr
+
+
+def test_a_second_run_on_a_live_runs_output_is_refused_naming_the_holder(mnist_data_dir, tmp_path):
+    from mlknobs.files import OutputLock
+
+    out = tmp_path / "m.npz"
+    (tmp_path / "m.ckpt.npz").write_bytes(b"the live run's checkpoint")
+    with OutputLock(out):                      # a live run (this process) owns the output
+        for extra in ([], ["--fresh"]):        # --fresh replaces an interrupted run, never a live one
+            result = run(*train_args(mnist_data_dir, out, *extra))
+            assert result.exit_code == 1 and f"pid {os.getpid()}" in result.stderr, result.output
+    assert (tmp_path / "m.ckpt.npz").read_bytes() == b"the live run's checkpoint" and not out.exists()

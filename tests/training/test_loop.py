@@ -126,7 +126,7 @@ def test_augmented_runs_with_dropout_are_deterministic_and_differ_from_plain_one
 
 def test_a_failing_augmentation_worker_is_an_error_not_a_hang(mnist_small, monkeypatch):
     import mlknobs.data.batches as batches_module
-    from mlknobs.data.batches import AugmentationFailed
+    from mlknobs.errors import AugmentationFailed
 
     def broken(pixels, rng, distortions):
         raise RuntimeError("out of paper")

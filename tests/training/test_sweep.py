@@ -24,6 +24,7 @@ from mlknobs.training.sweep import (
     Grid,
     NoSweepToResume,
     SweepData,
+    SweepError,
     SweepExists,
     SweepGridDiffers,
     SweepInterrupted,
@@ -53,7 +54,7 @@ def dask_scheduler():
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+                      dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR) as cluster:
         yield cluster.scheduler_address
 
 
@@ -191,6 +192,15 @@ def test_resume_refuses_another_grid_naming_what_differs(synthetic_data_dir, tmp
     assert "learning_rate: saved 0.5, given 0.5,1" in str(refused.value)
 
 
+def test_resume_refuses_a_sweep_whose_run_ids_another_version_made(synthetic_data_dir, tmp_path):
+    out = tmp_path / "s"
+    sweep(small_grid(), out, data=SweepData(synthetic_data_dir), jobs=1)
+    description = json.loads((out / "sweep.json").read_text())
+    (out / "sweep.json").write_text(json.dumps({**description, "runs": ["run-0badc0de"], "mlknobs": "0.0.1"}))
+    with pytest.raises(SweepError, match="written by mlknobs 0.0.1, whose run ids differ"):
+        sweep(None, out, resume=True)
+
+
 def test_a_new_sweep_refuses_a_folder_that_holds_one_and_resume_needs_one(synthetic_data_dir, tmp_path):
     out = tmp_path / "s"
     sweep(small_grid(), out, data=SweepData(synthetic_data_dir), jobs=1)
@@ -221,10 +231,10 @@ def test_a_lost_dask_worker_means_its_run_is_retried_or_recorded_failed(syntheti
     import dask
     from distributed import Client, LocalCluster
 
-    grid = small_grid(hidden_size=[256], epochs=[3], seed=[0, 1, 2])          # ~1 s a run: time to kill one
+    grid = small_grid(hidden_size=[256], epochs=[2], seed=[0, 1])          # ~1 s a run: time to kill one
     with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}), \
             LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                         dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, \
+                         dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL) as cluster, \
             Client(cluster) as client:
         pids = client.run(os.getpid)                      # worker address -> its process id
         killed = []
@@ -246,8 +256,10 @@ def test_a_lost_dask_worker_means_its_run_is_retried_or_recorded_failed(syntheti
         killer.join(timeout=5)
     assert killed, "no worker was caught running a task"
     lost = next(r for r in result.records if killed[0].startswith(f"mlknobs-{r['run']}-"))
-    assert len(result.records) == 3                                          # never silently missing
+    assert len(result.records) == 2                                          # never silently missing
     assert lost["status"] == status
-    if status == "failed":
-        assert lost["error"].startswith("lost its Dask worker")
-    assert all(r["status"] == "ok" for r in result.records if r is not lost)
+    # The scheduler may have queued a second run on the killed worker: it shares the first one's fate.
+    for record in result.records:
+        assert record["status"] == "ok" or record["error"].startswith("lost its Dask worker: KilledWorker")
+    if status == "ok":
+        assert all(record["status"] == "ok" for record in result.records)

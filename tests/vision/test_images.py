@@ -191,8 +191,6 @@ def test_paper_with_transparent_margins_reads_like_the_paper(mnist_test_digits):
     assert np.abs(got.astype(int) - expected).mean() < 3
 
 
-@pytest.mark.xfail(strict=True, reason="_composite takes paper that is over 95 % one colour for strokes drawn "
-                                       "on nothing, so the paper itself becomes the ink")
 def test_paper_with_transparent_margins_around_little_ink_reads_like_the_paper(test_digits):
     ink = next(ink for ink in (enlarged(d, np.random.default_rng(1)) for d in test_digits.images)
                if (ink > 0.5).mean() < 0.03)                   # a digit covering under 3 % of its paper

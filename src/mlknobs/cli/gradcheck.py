@@ -8,7 +8,7 @@ import click
 
 from mlknobs.cli.options import finite, json_option
 from mlknobs.cli.output import echo_json, say
-from mlknobs.config import LOSS_NAMES
+from mlknobs.config import LOSS_NAMES, MAX_DROPOUT
 
 
 @click.command("gradcheck")
@@ -24,7 +24,7 @@ from mlknobs.config import LOSS_NAMES
               default=1e-5, show_default=True, help="Largest acceptable relative error (exit 1 above it).")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
               help="Seed for the network and batch.")
-@click.option("--dropout", callback=finite, type=click.FloatRange(0, 0.9), default=0.0, show_default=True,
+@click.option("--dropout", callback=finite, type=click.FloatRange(0, MAX_DROPOUT), default=0.0, show_default=True,
               help="Check the backward pass through one fixed dropout mask of this rate.")
 @json_option("Print the result as one JSON object.")
 def command(loss, hidden_size, batch_size, eps, tolerance, seed, dropout, as_json) -> None:

@@ -44,8 +44,13 @@ def _worded(error: errors.MlknobsError, command: click.Command | None) -> str:
     if isinstance(error, errors.NothingToResume):
         return f"{error}: start a new run without --resume"
     if isinstance(error, errors.ModelFileMissing):
+        if error.role != "model":
+            return f"{error}: point --init-from at a model file"
         return (f"{error}: train one with `mlknobs train` "
                 f"(or point {_out_flag(command)} / MLKNOBS_MODEL at one)")
+    if isinstance(error, errors.DownloadFailed):
+        return (f"{error}\nOn a machine without internet, put the four .gz files in FOLDER/{error.dataset}/ "
+                f"and pass --mirror FOLDER (or set MLKNOBS_MIRROR=FOLDER).")
     if isinstance(error, errors.ModelFileError):
         return f"{error}; train a new one with `mlknobs train`"
     if isinstance(error, errors.DataDirNotWritable):

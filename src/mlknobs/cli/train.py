@@ -18,6 +18,7 @@ from mlknobs.cli.options import (
     with_augment_defaults,
 )
 from mlknobs.cli.output import BestEffortStream, echo_json, note, say
+from mlknobs.config import AUGMENT_DEFAULTS
 
 EXIT_INTERRUPTED = 130
 
@@ -31,8 +32,9 @@ EXIT_INTERRUPTED = 130
 @click.option("--fresh", is_flag=True, help="Start a new run even though OUT.ckpt.npz holds an interrupted one "
                                              "(which is then replaced).")
 @click.option("--augment", is_flag=True,
-              help="Train on freshly distorted digits every epoch, with the measured-good distortions "
-                   "(rotate 12, scale 0.1, shear 0.15, shift 1.5, elastic 1); options given explicitly win.")
+              help="Train on freshly distorted digits every epoch, with the measured-good distortions ("
+                   + ", ".join(f"{name.replace('_', '-')} {value:g}" for name, value in AUGMENT_DEFAULTS.items())
+                   + "); the distortion options given explicitly win.")
 @click.option("--init-from", "init_from", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="MODEL", help="Start from MODEL's weights and input scaling instead of random weights "
                                     "(a new run: its own settings, schedule and optimizer; same --hidden-size).")
@@ -71,6 +73,8 @@ def command(ctx: click.Context, data_dir: Path, mirrors: tuple[str, ...], out: P
         raise click.UsageError("--resume and --fresh contradict each other")
     if resume and init_from is not None:
         raise click.UsageError("--resume continues from the checkpoint's weights; drop --init-from")
+    if resume and augment:
+        raise click.UsageError("--resume continues with the checkpoint's settings; drop --augment")
     _check_snapshots_path(snapshots_path, out, checkpoint_path_for(out))
     if augment:
         settings = with_augment_defaults(ctx, settings)
@@ -113,10 +117,14 @@ def _check_snapshots_path(snapshots_path: Path | None, out: Path, checkpoint: Pa
 
     if snapshots_path.suffix.lower() != ".gif":
         raise click.BadParameter(f"{snapshots_path} must be a .gif file", param_hint="--snapshots")
-    if snapshots_path.resolve() in (out.resolve(), checkpoint.resolve()):
+    check_writable(snapshots_path)       # before minutes of training (and before resolving: a symlink loop)
+    try:
+        clash = snapshots_path.resolve() in (out.resolve(), checkpoint.resolve())
+    except (OSError, RuntimeError) as e:  # a loop in --out's symlinks
+        raise click.BadParameter(f"cannot resolve {out}: {e}", param_hint="--out") from e
+    if clash:
         raise click.BadParameter(f"{snapshots_path} would overwrite the model or its checkpoint",
                                  param_hint="--snapshots")
-    check_writable(snapshots_path)       # before minutes of training
 
 
 class _Display:

@@ -62,22 +62,24 @@ def shifts(n: int, rng: np.random.Generator, d: Distortions) -> np.ndarray:
 
 
 def gaussian_matrix(sigma: float, side: int = SIDE) -> np.ndarray:
-    """(side, side) matrix G with (G @ f) = f smoothed along one axis by a Gaussian (zero outside).
+    """(side, side) matrix G with (G @ f) = f smoothed along one axis by a unit-sum Gaussian, zero outside.
 
     Smoothing a (side, side) field is then G @ f @ G.T: two small matrix products per digit, done
-    for the whole chunk by one batched matmul each.
+    for the whole chunk by one batched matmul each. Near the edges part of the kernel falls outside
+    the field and reads zeros there, so the edges are smoothed as much as the middle.
     """
     positions = np.arange(side)
     g = np.exp(-0.5 * ((positions[:, None] - positions[None, :]) / sigma) ** 2)   # (side, side)
-    return g / g.sum(axis=1, keepdims=True)
+    return g / g.sum(axis=1, keepdims=True).max()                                  # the middle row sums to 1
 
 
 def elastic_fields(n: int, rng: np.random.Generator, d: Distortions) -> np.ndarray:
     """(n, 2, 28, 28) smooth random displacements (dx, dy) per pixel, of typical size d.elastic pixels.
 
     Simard: displacements uniform in [-1, 1] per pixel, smoothed by a Gaussian, scaled by alpha.
-    Smoothing shrinks their spread by a factor that depends on sigma; it is divided out, so that
-    `elastic` is the field's standard deviation in pixels, whatever the smoothness.
+    Smoothing shrinks their spread by a factor that depends on sigma (and, near the edges, on
+    where the pixel is); it is divided out pixel by pixel, so that `elastic` is the standard
+    deviation of every displacement in pixels, whatever the smoothness.
     """
     g = gaussian_matrix(d.elastic_sigma).astype(np.float32)                        # (28, 28)
     noise = rng.random((n, 2, SIDE, SIDE), dtype=np.float32) * 2 - 1             # (n, 2, 28, 28) in [-1, 1)
@@ -85,8 +87,11 @@ def elastic_fields(n: int, rng: np.random.Generator, d: Distortions) -> np.ndarr
     smooth = (noise.reshape(-1, SIDE) @ g.T).reshape(n * 2, SIDE, SIDE)           # along x
     smooth = g @ smooth                                                            # along y, (n*2, 28, 28)
     smooth = smooth.reshape(n, 2, SIDE, SIDE)
-    spread = math.sqrt(1 / 3) * float(np.sqrt((g ** 2).sum(axis=1)).mean()) ** 2   # std of the smoothed noise
-    return smooth * np.float32(d.elastic / spread)
+    # The smoothed noise at pixel (i, j) has std sqrt(1/3) |G_i| |G_j| (uniform noise has variance
+    # 1/3); dividing by it pixel by pixel makes every displacement's std exactly d.elastic.
+    norms = np.sqrt((g ** 2).sum(axis=1))                                          # (28,)
+    spread = np.float32(math.sqrt(1 / 3)) * norms[:, None] * norms[None, :]        # (28, 28)
+    return smooth * (np.float32(d.elastic) / spread)
 
 
 def bilinear(images: np.ndarray, source_x: np.ndarray, source_y: np.ndarray) -> np.ndarray:

@@ -2,8 +2,9 @@
 
 `batches` gathers the clean digits. `augmented_batches` yields distorted copies instead, made a
 chunk at a time by a worker thread on the other core while the current chunk trains: at most
-PREFETCH chunks wait in a queue, so memory stays bounded (a few MB, never a whole epoch). Chunk k
-of an epoch is distorted with its own Generator seeded by (seed, epoch, k), so the images depend
+PREFETCH chunks wait in a queue (1.6 MB each) and one is being made (its float32 coordinates and
+weights take ~120 MB while it is), so memory stays bounded, never a whole epoch. Chunk k of an
+epoch is distorted with its own Generator derived from (seed, epoch, k), so the images depend
 only on the seed, the epoch and the position, never on timing: the same seed gives the same
 weights, and a resumed run continues with exactly the digits an uninterrupted one would have seen.
 The distortion code is NumPy, which releases the interpreter lock while it works, so a thread
@@ -20,9 +21,9 @@ import numpy as np
 
 from mlknobs.data.augment import Distortions, distort
 from mlknobs.data.splits import Split
-from mlknobs.errors import MlknobsError
+from mlknobs.errors import AugmentationFailed
 
-CHUNK_ROWS = 4096     # digits distorted per work item: large enough for whole-array speed
+CHUNK_ROWS = 2048     # digits distorted per work item: whole-array speed, ~120 MB of temporaries
 PREFETCH = 2          # chunks ready or being made ahead of training
 
 
@@ -40,8 +41,16 @@ def batches(data: Split, order: np.ndarray, batch_size: int,
         yield slice(start, start + len(rows)), pixels, data.labels[rows]
 
 
-class AugmentationFailed(MlknobsError):
-    """The worker making distorted digits stopped with an error (its message says which)."""
+AUGMENT_STREAM = 1    # spawn key: the distortions' random streams never overlap the run's own Generator
+
+
+def augment_rng(seed: int, epoch: int, chunk: int) -> np.random.Generator:
+    """The Generator for one chunk's distortions: a child stream of the run's seed, named by position.
+
+    (A plain default_rng([seed, 0, 0]) would be the run's own stream again: SeedSequence pads
+    short entropy with zeros.)
+    """
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(AUGMENT_STREAM, epoch, chunk)))
 
 
 def augmented_batches(data: Split, order: np.ndarray, batch_size: int, distortions: Distortions,
@@ -56,7 +65,7 @@ def augmented_batches(data: Split, order: np.ndarray, batch_size: int, distortio
 
     def make(k: int) -> np.ndarray:
         rows = order[chunks[k]:chunks[k] + chunk_rows]
-        return distort(data.images[rows], np.random.default_rng([seed, epoch, k]), distortions)
+        return distort(data.images[rows], augment_rng(seed, epoch, k), distortions)
 
     worker = _Prefetcher(make, len(chunks))
     try:

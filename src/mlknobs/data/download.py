@@ -47,14 +47,12 @@ except ImportError:          # Windows: no flock; concurrent runs there are not 
 
 from mlknobs import __version__
 from mlknobs.data.datasets import DatasetSpec
-from mlknobs.errors import DataDirNotWritable, DownloadError, DownloadSettingsError, UnsupportedMirror
+from mlknobs.errors import DataDirNotWritable, DownloadError, DownloadFailed, DownloadSettingsError, UnsupportedMirror
 from mlknobs.files import fsync_dir
 
 CHUNK_BYTES = 1 << 16
 SMALL_CHUNK_BYTES = 1 << 10   # read size when urllib3 lacks read1 (see _body_chunks)
 MAX_BACKOFF_WAIT = 60.0       # seconds: the longest single wait between two attempts
-OFFLINE_HINT = ("On a machine without internet, put the four .gz files in FOLDER/{dataset}/ "
-                "and pass --mirror FOLDER (or set MLKNOBS_MIRROR=FOLDER).")
 
 
 def _not_writable(folder: Path, error: OSError) -> DataDirNotWritable:
@@ -295,10 +293,7 @@ def _ensure_locked(spec: DatasetSpec, filename: str, final: Path, part: Path, ex
             raise _not_writable(folder, e) from e
         fsync_dir(folder)
         return final
-    lines = [f"could not download {spec.name}/{filename} from any mirror:"]
-    lines += [f"  - {r}" for r in reasons] or ["  - no mirrors configured"]
-    lines.append(OFFLINE_HINT.format(dataset=spec.name))
-    raise DownloadError("\n".join(lines))
+    raise DownloadFailed(spec.name, filename, reasons)
 
 
 def _fetch_from_mirrors(dataset: str, filename: str, part: Path, expected: _Expected, mirrors: list[Mirror],

@@ -93,7 +93,7 @@ def _metadata(kind: str, model: Model, extra: dict | None = None) -> dict:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "dataset": config.dataset, "class_names": list(model.class_names),
         "architecture": architecture(params.hidden_size, config.loss),
-        "config": config.to_dict(),
+        "config": config.to_file_dict(),
         "input_scaling": {"mean": scaling.mean, "std": scaling.std,
                           "scale": scaling.scale, "offset": scaling.offset,
                           "formula": "x = pixel * scale + offset = (pixel / 255 - mean) / std"},

@@ -198,9 +198,8 @@ class Network:
     def dropout_mask(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """A fresh inverted-dropout mask (n, H): 0 with probability p, else 1 / (1 - p)."""
         keep = self.keep[:n]
-        rng.random(dtype=keep.dtype, out=keep)                 # U[0, 1)
-        keep += 1 - self.dropout
-        np.floor(keep, out=keep)                               # 1 where u >= p, else 0
+        rng.random(dtype=keep.dtype, out=keep)                 # u ~ U[0, 1)
+        np.greater_equal(keep, self.dropout, out=keep)         # 1 where u >= p (kept), else 0
         keep *= 1 / (1 - self.dropout)
         return keep
 

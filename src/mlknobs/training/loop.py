@@ -1,9 +1,11 @@
 """The training loop: mini-batch SGD over shuffled epochs, with checkpoints, early stopping and guards.
 
-Everything random comes from one numpy Generator seeded by `config.seed`: the initial weights,
-then one permutation of the training set per epoch. Its state is saved in every checkpoint, so a
-resumed run draws the same permutations and ends with the same weights, bit for bit, as one that
-was never interrupted (given the same BLAS thread count).
+Everything random comes from `config.seed`: one numpy Generator draws the initial weights, then
+per epoch a permutation of the training set and (with dropout) a mask per batch; its state is
+saved in every checkpoint. Distorted digits (augmentation) come from child streams named by the
+seed, the epoch and the chunk (data/batches.py), so they need no state of their own. A resumed
+run therefore ends with the same weights, bit for bit, as one that was never interrupted (given
+the same BLAS thread count).
 
 Whoever trains (the CLI, a sweep, a web page) follows the run through one callback that receives
 a small `Progress` record: once at the start, after every optimizer step, after every epoch.

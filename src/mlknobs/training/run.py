@@ -20,17 +20,34 @@ sweep and a web page all follow the same policy:
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlknobs.config import TrainConfig
 from mlknobs.data.datasets import get_dataset
 from mlknobs.data.splits import Split, load_split
-from mlknobs.errors import InterruptedRunExists, NothingToResume, ResumeSettingsDiffer, SettingsError, TrainingDiverged
+from mlknobs.errors import (
+    InterruptedRunExists,
+    ModelFileMissing,
+    NothingToResume,
+    ResumeSettingsDiffer,
+    SettingsError,
+    TrainingDiverged,
+)
 from mlknobs.files import OutputLock, check_writable, remove_stale_temps
 from mlknobs.io.modelfile import Checkpoint, load_checkpoint, load_model, save_model
 from mlknobs.nn.model import Model
 from mlknobs.training.loop import Callback, fit
+
+
+def _identity(path: Path) -> tuple | None:
+    """Which file `path` names right now (None if none): a rewrite gives a new inode or mtime."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns
 
 
 def checkpoint_path_for(model_path: Path) -> Path:
@@ -61,7 +78,9 @@ def lineage(path: Path, model: Model) -> dict:
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return {"path": str(path), "sha256": digest.hexdigest(), "dataset": model.dataset,
+    # A path that is not valid text (bytes from another locale) is kept readable, never refused later.
+    shown = os.fsencode(Path(path)).decode("utf-8", "backslashreplace")
+    return {"path": shown, "sha256": digest.hexdigest(), "dataset": model.dataset,
             "test_accuracy": model.results.get("test_accuracy")}
 
 
@@ -107,11 +126,14 @@ def run(config: TrainConfig | None, out: Path, *, data: DataSource = DataSource(
     if resume and init_from is not None:
         raise SettingsError([(None, "a resumed run continues from its checkpoint's weights, "
                                     "not from another model's")])
+    if Path(out).name.endswith(".ckpt.npz"):
+        raise SettingsError([(None, f"{out} is a checkpoint's name: a model cannot be saved there")])
     check_writable(out)
+    checkpoint = checkpoint_path_for(out)
     # One live run owns an output and its checkpoint: a second one on the same path is refused at
-    # once (OutputBusy names the holder), and --fresh can replace only an interrupted run.
-    with OutputLock(out):
-        checkpoint = checkpoint_path_for(out)
+    # once (OutputBusy names the holder), and --fresh can replace only an interrupted run. The
+    # checkpoint is locked too: `--out model` and `--out model.npz` share model.ckpt.npz.
+    with OutputLock(out), OutputLock(checkpoint):
         for path in (out, checkpoint):
             remove_stale_temps(path)          # a killed save's leftovers; no live writer can own them now
         return _run_locked(config, out, checkpoint, data, resume, fresh, given, callback, init_from)
@@ -121,18 +143,24 @@ def _run_locked(config, out, checkpoint, data, resume, fresh, given, callback, i
     config, saved = prepare(config, out, resume=resume, fresh=fresh, given=given)
     initial = parent = None
     if init_from is not None:
-        initial = load_model(init_from)
+        try:
+            initial = load_model(init_from)
+        except ModelFileMissing as e:
+            raise ModelFileMissing(init_from, role="initial model") from e
         if initial.params.hidden_size != config.hidden_size:
             raise SettingsError([("hidden_size", f"{{hidden_size}} {config.hidden_size} does not match {init_from}, "
                                                  f"which has {initial.params.hidden_size} hidden units")])
         parent = lineage(init_from, initial)
     train, test, class_names = data.load(config.dataset)
+    before = _identity(checkpoint)
     try:
         model = fit(config, train, test, class_names, checkpoint=checkpoint, resume=saved, callback=callback,
                     initial=initial, parent=parent)
     except TrainingDiverged:
-        if saved is None:
-            checkpoint.unlink(missing_ok=True)   # this run's own state led here; a resumed one is the user's
+        # This run's own checkpoint led here: remove it. A resumed run's is the user's earlier work,
+        # and one this run never replaced (--fresh diverging in its first epoch) is another run's.
+        if saved is None and _identity(checkpoint) != before:
+            checkpoint.unlink(missing_ok=True)
         raise
     save_model(out, model)
     checkpoint.unlink(missing_ok=True)

@@ -77,10 +77,18 @@ class SweepExists(RunStateError):
         super().__init__(f"{out_dir} already holds a sweep ({recorded} of {total} runs recorded)")
 
 
-class NoSweepToResume(RunStateError):
-    def __init__(self, out_dir: Path):
+class NoSweep(SweepError):
+    """`out_dir` holds no sweep: its sweep.json is missing."""
+
+    def __init__(self, out_dir: Path, message: str | None = None):
         self.out_dir = Path(out_dir)
-        super().__init__(f"nothing to resume: {out_dir} holds no sweep ({out_dir / 'sweep.json'} is missing)")
+        super().__init__(message or f"{out_dir} holds no sweep ({self.out_dir / 'sweep.json'} is missing)")
+
+
+class NoSweepToResume(NoSweep, RunStateError):
+    def __init__(self, out_dir: Path):
+        super().__init__(out_dir, f"nothing to resume: {out_dir} holds no sweep "
+                                  f"({Path(out_dir) / 'sweep.json'} is missing)")
 
 
 class SweepGridDiffers(RunStateError):
@@ -337,7 +345,7 @@ class LocalExecutor:
             raise SettingsError([(None, "a scheduler address is for the dask backend")])
         self.jobs = jobs
         if jobs > 1:
-            _require("joblib", "mlknobs sweep --jobs 2 or more")
+            _require("joblib", "a sweep on several local processes")
 
     def run(self, runner: Runner, tasks: list[RunTask]) -> Iterator[RunOutcome]:
         if self.jobs == 1 or len(tasks) <= 1:
@@ -366,7 +374,7 @@ class DaskExecutor:
     """
 
     def __init__(self, jobs: int, scheduler: str | None = None):
-        _require("distributed", "mlknobs sweep --backend dask")
+        _require("distributed", "a sweep on Dask")
         self.jobs, self.scheduler = jobs, scheduler
 
     def run(self, runner: Runner, tasks: list[RunTask]) -> Iterator[RunOutcome]:
@@ -378,7 +386,7 @@ class DaskExecutor:
         try:
             if self.scheduler is None:
                 cluster = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                       dashboard_address=None, silence_logs=logging.ERROR)
+                                       dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
                 client = Client(cluster)
             else:
                 client = Client(self.scheduler, timeout=DASK_CONNECT_TIMEOUT)
@@ -520,7 +528,7 @@ def read_description(out_dir: Path) -> dict:
     try:
         description = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise NoSweepToResume(out_dir) from None
+        raise NoSweep(out_dir) from None
     except (OSError, ValueError) as e:
         raise SweepError(f"cannot read {path}: {e}") from e
     if not isinstance(description, dict) or description.get("format") != SWEEP_FORMAT:
@@ -546,7 +554,7 @@ class LoadedSweep:
 
 
 def load_sweep(out_dir: Path) -> LoadedSweep:
-    """Read a sweep folder (for plots and reports); raises NoSweepToResume / SweepError."""
+    """Read a sweep folder (for plots and reports); raises NoSweep / SweepError."""
     out_dir = Path(out_dir)
     grid = Grid.from_dict(read_description(out_dir)["grid"])
     recorded = read_results(SweepPaths(out_dir).results)
@@ -618,7 +626,10 @@ def sweep(grid: Grid | None, out_dir: Path, *, data: SweepData | None = None, ba
     out_dir = Path(out_dir)
     paths = SweepPaths(out_dir)
     if resume:
-        grid = _saved_grid(out_dir, given or {})
+        try:
+            grid = _saved_grid(out_dir, given or {})
+        except NoSweep:
+            raise NoSweepToResume(out_dir) from None
     else:
         if grid is None:
             raise ValueError("a new sweep needs its grid")
@@ -626,7 +637,7 @@ def sweep(grid: Grid | None, out_dir: Path, *, data: SweepData | None = None, ba
     with OutputLock(paths.results):          # one sweep per folder: a second one is refused, naming the first
         recorded = read_results(paths.results)
         if not resume:
-            if paths.description.exists():
+            if paths.description.exists() or recorded:
                 raise SweepExists(out_dir, len(recorded), _saved_size(out_dir))
             atomic_write(paths.description, lambda f: f.write(json.dumps(_describe(grid), indent=1).encode()))
         _make_folder(paths.runs)
@@ -665,7 +676,13 @@ def _record(outcome: RunOutcome, config: TrainConfig, model_path: Path) -> dict:
 
 
 def _saved_grid(out_dir: Path, given: Mapping[str, Iterable]) -> Grid:
-    saved = Grid.from_dict(read_description(out_dir)["grid"])
+    description = read_description(out_dir)
+    saved = Grid.from_dict(description["grid"])
+    if description.get("runs") != saved.run_ids():
+        # Another mlknobs version (other settings, so other hashes): its runs would all look missing.
+        raise SweepError(f"{SweepPaths(out_dir).description} was written by mlknobs "
+                         f"{description.get('mlknobs', '?')}, whose run ids differ from this version's: "
+                         f"start a new sweep in another folder")
     unknown = sorted(set(given) - set(SETTING_NAMES))
     if unknown:
         raise SettingsError([(None, f"unknown training settings: {', '.join(unknown)}")])

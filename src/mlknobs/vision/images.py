@@ -215,7 +215,9 @@ def _composite(luminance: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     if alpha.min() > 0.99 or not opaque.any():
         return luminance
     colours = luminance[opaque]
-    if _quantile(colours, 0.95) - _quantile(colours, 0.05) < 0.25:       # one colour: strokes
+    # One colour: strokes drawn on nothing. Even 0.5 % of pixels in a second colour make it paper
+    # with a little ink on it (a digit can cover under 3 % of its sheet).
+    if _quantile(colours, 0.995) - _quantile(colours, 0.005) < 0.25:
         background = 0.0 if _quantile(colours, 0.5) > 0.5 else 1.0
     else:
         clear = np.pad(~opaque, 1, constant_values=True)                 # beyond the edge: nothing

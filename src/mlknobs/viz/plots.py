@@ -331,11 +331,12 @@ def augment_figure(images: np.ndarray, settings: dict, source: str, seed: int = 
     settings: the distortions (config.DISTORTIONS names), as a model records them or `--augment` sets them.
     """
     from mlknobs.data.augment import Distortions, distort
+    from mlknobs.data.batches import augment_rng
 
     mpl = _matplotlib()
     rng = np.random.default_rng(seed)
     originals = images[rng.choice(len(images), AUGMENT_ROWS, replace=False)]                  # (R, 784)
-    copies = [distort(originals, np.random.default_rng([seed, k]), Distortions(**settings))
+    copies = [distort(originals, augment_rng(seed, 0, k), Distortions(**settings))
               for k in range(AUGMENT_COPIES)]                                                  # C x (R, 784)
     rows = np.stack([originals, *copies], axis=1).reshape(-1, 28, 28)                          # (R * (1+C), 28, 28)
     mosaic, anchors = tile_mosaic(rows.astype(np.float32), 1 + AUGMENT_COPIES, AUGMENT_CELL)

@@ -1,0 +1,51 @@
+"""`mlknobs lr-find` through the real CLI, on the synthetic digits standing in for MNIST."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from clirun import run
+
+
+def lr_find_args(data_dir, *extra):
+    return ["lr-find", "--hidden-size", "32", "--steps", "60", "--data-dir", data_dir, "--quiet", *extra]
+
+
+def test_json_gives_the_curve_and_a_suggestion_inside_the_range_and_no_file_is_written(synthetic_data_dir,
+                                                                                    tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run(*lr_find_args(synthetic_data_dir, "--start-lr", "1e-4", "--end-lr", "5", "--json"))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report) == {"suggested_lr", "rule", "lr", "loss", "stopped_at"}
+    assert 1e-4 <= report["suggested_lr"] <= 5 and report["rule"] == "minimum/10"
+    assert len(report["lr"]) == len(report["loss"]) <= 60 and report["lr"][0] == pytest.approx(1e-4)
+    assert report["stopped_at"] is None or report["stopped_at"] <= 5
+    assert list(tmp_path.iterdir()) == []              # never a model file (nor anything else)
+
+
+def test_text_names_the_suggestion_and_the_rule(synthetic_data_dir):
+    result = run(*[a for a in lr_find_args(synthetic_data_dir) if a != "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("suggested learning rate: ")
+    assert "rule: the smoothed loss's minimum divided by 10" in result.stdout
+    assert "try: mlknobs train --lr" in result.stderr
+
+
+def test_plot_draws_the_curve(synthetic_data_dir, tmp_path):
+    pytest.importorskip("matplotlib")
+    picture = tmp_path / "lr.png"
+    result = run(*lr_find_args(synthetic_data_dir, "--plot", picture))
+    assert result.exit_code == 0, result.output
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("args, flag", [(["--start-lr", "1", "--end-lr", "0.1"], "--start-lr"),
+                                        (["--steps", "5"], "--steps"), (["--hidden-size", "0"], "--hidden-size"),
+                                        (["--plot", "lr.gif"], "lr.gif")])
+def test_bad_options_are_refused(synthetic_data_dir, tmp_path, monkeypatch, args, flag):
+    monkeypatch.chdir(tmp_path)
+    result = run(*lr_find_args(synthetic_data_dir, *args))
+    assert result.exit_code in (1, 2) and flag in result.output
