@@ -162,3 +162,19 @@ def http_server():
 
     with LoopbackServer() as server:
         yield server
+
+
+@pytest.fixture
+def no_hang():
+    """Fail (instead of hanging the suite) if the test blocks for more than 20 s: for reads that must
+    be bounded (FIFOs, devices, endless streams)."""
+    import signal
+
+    def alarm(signum, frame):
+        raise TimeoutError("blocked: the call did not return within 20 s")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)

@@ -29,19 +29,6 @@ from mlknobs.files import (
 )
 
 
-@pytest.fixture
-def no_hang():
-    """Fail (instead of hanging the suite) if the test blocks for more than 20 s."""
-    def alarm(signum, frame):
-        raise TimeoutError("blocked: the call did not return within 20 s")
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
-
-
 def unix_socket(path: Path) -> socket.socket:
     server = socket.socket(socket.AF_UNIX)
     server.bind(str(path))

@@ -3,7 +3,6 @@
 import io
 import json
 import os
-import signal
 import struct
 import tracemalloc
 import zipfile
@@ -168,19 +167,6 @@ def test_saving_into_a_missing_folder_is_a_clear_error(tmp_path):
 
 
 # --- hostile files: everything bounded, everything checked before it is read ----------------------
-
-@pytest.fixture
-def no_hang():
-    """Fail (instead of hanging the suite) if a load blocks for more than 20 s."""
-    def alarm(signum, frame):
-        raise TimeoutError("blocked: the load did not return within 20 s")
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
-
 
 def a_checkpoint(path, best=True, loop=None, rng=None):
     model = a_model()

@@ -397,21 +397,6 @@ def test_a_huge_jpeg_decodes_at_reduced_size_instead_of_being_refused(tmp_path):
 
 # --- pictures that never end: only regular files of bounded size are read ------------------------
 
-@pytest.fixture
-def no_hang():
-    """Fail (instead of hanging the suite) if reading blocks for more than 20 s."""
-    import signal
-
-    def alarm(signum, frame):
-        raise TimeoutError("blocked: reading did not return within 20 s")
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
-
-
 @pytest.mark.parametrize("make, word", [
     (lambda p: __import__("os").mkfifo(p), "FIFO"),
     (lambda p: p.symlink_to("/dev/zero"), "character device"),

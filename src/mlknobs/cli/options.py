@@ -77,6 +77,15 @@ def json_option(help_text: str):
     return click.option("--json", "as_json", is_flag=True, help=help_text)
 
 
+DISTORTION_OPTIONS = (   # setting, what its value is, help
+    ("rotate", "DEGREES", "Distort training digits: turn each by up to this angle."),
+    ("scale", "FRACTION", "Distort training digits: grow or shrink each by up to this fraction."),
+    ("shear", "FACTOR", "Distort training digits: slant each by up to this factor."),
+    ("shift", "PIXELS", "Distort training digits: move each by up to this many pixels."),
+    ("elastic", "PIXELS", "Distort training digits: a smooth random elastic field of this size (std)."),
+    ("elastic_sigma", "PIXELS", "Smoothness of the elastic field (Gaussian sigma)."),
+)
+
 # The training settings, in TrainConfig's order; the parameter name is always the setting's name.
 SETTING_OPTIONS = (
     click.option("--epochs", type=click.IntRange(min=1), default=DEFAULTS.epochs, show_default=True,
@@ -109,24 +118,9 @@ SETTING_OPTIONS = (
     dataset_option,
     click.option("--dropout", callback=finite, type=click.FloatRange(0, MAX_DROPOUT), default=DEFAULTS.dropout,
                  show_default=True, help="Drop each hidden unit with this probability in every training step."),
-    click.option("--rotate", callback=finite, type=click.FloatRange(*DISTORTION_LIMITS["rotate"]),
-                 default=DEFAULTS.rotate, metavar="DEGREES", show_default=True,
-                 help="Distort training digits: turn each by up to this angle."),
-    click.option("--scale", callback=finite, type=click.FloatRange(*DISTORTION_LIMITS["scale"]),
-                 default=DEFAULTS.scale, metavar="FRACTION", show_default=True,
-                 help="Distort training digits: grow or shrink each by up to this fraction."),
-    click.option("--shear", callback=finite, type=click.FloatRange(*DISTORTION_LIMITS["shear"]),
-                 default=DEFAULTS.shear, metavar="FACTOR", show_default=True,
-                 help="Distort training digits: slant each by up to this factor."),
-    click.option("--shift", callback=finite, type=click.FloatRange(*DISTORTION_LIMITS["shift"]),
-                 default=DEFAULTS.shift, metavar="PIXELS", show_default=True,
-                 help="Distort training digits: move each by up to this many pixels."),
-    click.option("--elastic", callback=finite, type=click.FloatRange(*DISTORTION_LIMITS["elastic"]),
-                 default=DEFAULTS.elastic, metavar="PIXELS", show_default=True,
-                 help="Distort training digits: a smooth random elastic field of this typical size."),
-    click.option("--elastic-sigma", callback=finite, type=click.FloatRange(*DISTORTION_LIMITS["elastic_sigma"]),
-                 default=DEFAULTS.elastic_sigma, metavar="PIXELS", show_default=True,
-                 help="Smoothness of the elastic field (Gaussian sigma)."),
+    *(click.option(f"--{name.replace('_', '-')}", callback=finite, type=click.FloatRange(*DISTORTION_LIMITS[name]),
+                   default=getattr(DEFAULTS, name), metavar=metavar, show_default=True, help=help_text)
+      for name, metavar, help_text in DISTORTION_OPTIONS),
 )
 SETTINGS = tuple(DEFAULTS.to_dict())
 
