@@ -237,14 +237,14 @@ def check_writable(path: Path) -> None:
 
 
 def temp_pattern(path: Path) -> re.Pattern:
-    """The names atomic_write gives its temp files for `path`: .NAME.XXXXXXXX.tmp (mkstemp's 8)."""
+    """The names atomic_write gives its temp files for `path`: .NAME.<8 random characters>.tmp (mkstemp's)."""
     return re.compile(rf"\.{re.escape(Path(path).name)}\.[a-z0-9_]{{8}}\.tmp")
 
 
 def remove_stale_temps(path: Path) -> list[Path]:
     """Delete the temp files a killed atomic_write(path) left beside `path`; return them.
 
-    Only this output's own temps go (.NAME.XXXXXXXX.tmp, regular files, not symlinks). Call it only
+    Only this output's own temps go (.NAME.<8 random characters>.tmp, regular files, not symlinks). Call it only
     while holding OutputLock(path): then no live writer of this output can own one of them.
     Files that cannot be deleted are left alone (and not returned).
     """
