@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import math
 import os
 import re
 import stat
@@ -48,21 +49,15 @@ class OutputBusy(OutputError):
 
 # --- reading --------------------------------------------------------------------------------------
 
+_FILE_TYPES = (   # stat test, the type in words
+    (stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+)
+
+
 def describe_file_type(mode: int) -> str:
     """What a stat mode is, in words: 'a directory', 'a FIFO (named pipe)', ..."""
-    if stat.S_ISREG(mode):
-        return "a regular file"
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
+    return next((words for is_type, words in _FILE_TYPES if is_type(mode)), "not a regular file")
 
 
 def human_size(n: int) -> str:
@@ -423,3 +418,27 @@ class OutputLock:
         return OutputBusy(f"{self.path} is being written by {who}; wait for it to finish or stop it "
                           f"(lock file {self.lock_path})", self.path, pid, text.get("host"),
                           text.get("command"), text.get("since"))
+
+
+def strict_json(obj) -> str:
+    """One line of strict JSON for stdout or a .jsonl file: NumPy scalars become numbers, NaN and
+    infinity become null (plain json.dumps would write NaN, which strict readers refuse)."""
+    return json.dumps(_finite_or_null(obj), allow_nan=False, default=_json_default)
+
+
+def _finite_or_null(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    return value
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return _finite_or_null(value.item())
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

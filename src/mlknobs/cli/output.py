@@ -10,11 +10,11 @@ file cannot move the cursor, retitle the terminal or forge output lines.
 from __future__ import annotations
 
 import io
-import json
-import math
 import sys
 
 import click
+
+from mlknobs.files import strict_json
 
 
 class StdoutClosed(click.ClickException):
@@ -33,7 +33,7 @@ def say(line: str = "") -> None:
 
 def echo_json(obj) -> None:
     """One line of strict JSON on stdout: NumPy scalars become numbers, NaN and infinity become null."""
-    say(json.dumps(_nan_to_null(obj), allow_nan=False, default=_json_default))
+    say(strict_json(obj))
 
 
 def note(line: str) -> None:
@@ -50,24 +50,6 @@ def printable(text: str) -> str:
         return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
                    for c in text)
-
-
-def _nan_to_null(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _nan_to_null(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_nan_to_null(v) for v in value]
-    return value
-
-
-def _json_default(value):
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 class BestEffortStream(io.TextIOBase):

@@ -45,7 +45,7 @@ from mlknobs import __version__
 from mlknobs.config import DEFAULTS, TrainConfig, max_threads
 from mlknobs.data.datasets import DatasetSpec, get_dataset
 from mlknobs.errors import MissingExtra, MlknobsError, OutputError, RunStateError, SettingsError
-from mlknobs.files import OutputLock, atomic_write
+from mlknobs.files import OutputLock, atomic_write, strict_json
 
 SWEEP_FORMAT, SWEEP_VERSION = "mlknobs-sweep", 1
 # A sweep ranks its runs on a validation split: 10,000 training digits held out, as in Nielsen's 50k/10k.
@@ -494,7 +494,7 @@ class ResultsFile:
             return f.read(1) == b"\n"
 
     def append(self, record: dict) -> None:
-        self._write((json.dumps(_finite_or_null(record), allow_nan=False) + "\n").encode())
+        self._write((strict_json(record) + "\n").encode())
 
     def _write(self, data: bytes) -> None:
         written = os.write(self.fd, data)
@@ -510,16 +510,6 @@ class ResultsFile:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _finite_or_null(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite_or_null(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_null(v) for v in value]
-    return value
 
 
 def read_description(out_dir: Path) -> dict:
