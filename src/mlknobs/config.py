@@ -10,10 +10,10 @@ Settings (hyperparameters) are not knobs: the knobs are the weights and biases t
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass, fields
 
+from mlknobs.bounds import Range
 from mlknobs.data.datasets import DATASETS
 from mlknobs.errors import SettingsError
 
@@ -26,6 +26,21 @@ MAX_DROPOUT = 0.9
 DISTORTIONS = ("rotate", "scale", "shear", "shift", "elastic", "elastic_sigma")
 DISTORTION_LIMITS = {"rotate": (0.0, 90.0), "scale": (0.0, 0.5), "shear": (0.0, 1.0), "shift": (0.0, 8.0),
                      "elastic": (0.0, 8.0), "elastic_sigma": (0.5, 20.0)}
+# The numbers each numeric setting may take (bool, str, NaN and infinity are refused by every Range).
+SETTING_RANGES = {
+    "epochs": Range(1, 1_000_000, integer=True),
+    "hidden_size": Range(1, MAX_HIDDEN_SIZE, integer=True),
+    "batch_size": Range(1, MAX_BATCH_SIZE, integer=True),
+    "threads": Range(1, 1024, integer=True),
+    "val_size": Range(0, integer=True),
+    "early_stopping": Range(0, integer=True),
+    "seed": Range(0, 2**63 - 1, integer=True),
+    "learning_rate": Range(0, low_open=True),
+    "momentum": Range(0, 1, high_open=True),
+    "weight_decay": Range(0),
+    "dropout": Range(0, MAX_DROPOUT),
+    **{name: Range(low, high) for name, (low, high) in DISTORTION_LIMITS.items()},
+}
 # What `train --augment` sets, for the distortions not given explicitly (chosen on a validation
 # split: see README, "Distorted digits").
 AUGMENT_DEFAULTS = {"rotate": 12.0, "scale": 0.1, "shear": 0.15, "shift": 1.5, "elastic": 1.0, "elastic_sigma": 4.0}
@@ -81,27 +96,10 @@ class TrainConfig:
 
     def _problems(self):
         """(setting, what is wrong) pairs; the text names settings as {setting} placeholders."""
-        for name, low, high in (("epochs", 1, 1_000_000), ("hidden_size", 1, MAX_HIDDEN_SIZE),
-                                ("batch_size", 1, MAX_BATCH_SIZE), ("threads", 1, 1024),
-                                ("val_size", 0, None), ("early_stopping", 0, None), ("seed", 0, 2**63 - 1)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low \
-                    or (high is not None and value > high):
-                limit = f"from {low} to {high:,}" if high is not None else f">= {low}"
-                yield name, f"{{{name}}} must be a whole number {limit}"
-        for name in ("learning_rate", "momentum", "weight_decay", "dropout", *DISTORTIONS):
-            if not isinstance(getattr(self, name), (int, float)) or isinstance(getattr(self, name), bool):
-                yield name, f"{{{name}}} must be a number"
-                return
-        for name, (low, high) in {"dropout": (0.0, MAX_DROPOUT), **DISTORTION_LIMITS}.items():
-            if not low <= getattr(self, name) <= high:        # (NaN fails too)
-                yield name, f"{{{name}}} must be from {low:g} to {high:g}"
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            yield "learning_rate", "{learning_rate} must be a positive number"
-        if not (0 <= self.momentum < 1):
-            yield "momentum", "{momentum} must be in [0, 1)"
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            yield "weight_decay", "{weight_decay} must be >= 0"
+        for name, allowed in SETTING_RANGES.items():
+            problem = allowed.problem(getattr(self, name), f"{{{name}}}")
+            if problem is not None:
+                yield name, problem
         if not isinstance(self.nesterov, bool):
             yield "nesterov", "{nesterov} must be true or false"
         elif self.nesterov and self.momentum == 0:

@@ -46,6 +46,7 @@ except ImportError:          # Windows: no flock; concurrent runs there are not 
     fcntl = None
 
 from mlknobs import __version__
+from mlknobs.bounds import Range
 from mlknobs.data.datasets import DatasetSpec
 from mlknobs.errors import DataDirNotWritable, DownloadError, DownloadFailed, DownloadSettingsError, UnsupportedMirror
 from mlknobs.files import fsync_dir
@@ -107,47 +108,16 @@ def mirrors_for(spec: DatasetSpec, user_mirrors: tuple[str, ...] | list[str] = (
 
 # --- settings ---------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class SettingBound:
-    """The values a download setting may take: kind, and low..high (low itself excluded if not low_ok).
-
-    Public so that a command line can build its option ranges from the same numbers.
-    """
-    kind: type
-    low: float
-    high: float
-    low_ok: bool = True
-
-    def admits(self, value) -> bool:
-        if isinstance(value, bool) or not isinstance(value, (int, float) if self.kind is float else int):
-            return False
-        # Written so that NaN fails too (every comparison with it is False), and infinity.
-        return (self.low <= value if self.low_ok else self.low < value) and value <= self.high
-
-    def describe(self) -> str:
-        low, high = _plain(self.low), _plain(self.high)
-        if self.kind is int:
-            return f"a whole number from {low} to {high}"
-        if self.low_ok:
-            return f"a number from {low} to {high}"
-        return f"a number > {low} and at most {high}"
-
-
-def _plain(number: float) -> str:
-    """1073741824 rather than 1.07374e+09; 0.5 as 0.5."""
-    return str(int(number)) if number == int(number) else f"{number:g}"
-
-
 # Upper bounds keep every wait finite and every product of them representable: without them
 # MLKNOBS_DOWNLOAD_RETRIES=5000 made `backoff * 2 ** n` overflow, and a huge backoff slept for years.
-SETTING_BOUNDS = {
-    "connect_timeout": SettingBound(float, 0, 600, low_ok=False),
-    "read_timeout": SettingBound(float, 0, 600, low_ok=False),
-    "retries": SettingBound(int, 0, 20),
-    "backoff": SettingBound(float, 0, 60),
-    "deadline": SettingBound(float, 0, 24 * 3600, low_ok=False),
-    "speed_limit": SettingBound(int, 0, 1 << 30),
-    "speed_time": SettingBound(float, 0, 3600, low_ok=False),
+SETTING_RANGES = {
+    "connect_timeout": Range(0, 600, low_open=True),
+    "read_timeout": Range(0, 600, low_open=True),
+    "retries": Range(0, 20, integer=True),
+    "backoff": Range(0, 60),
+    "deadline": Range(0, 24 * 3600, low_open=True),
+    "speed_limit": Range(0, 1 << 30, integer=True),
+    "speed_time": Range(0, 3600, low_open=True),
 }
 
 # Environment variable -> the settings it sets (the timeout sets both the connect and the read one).
@@ -179,9 +149,9 @@ class DownloadSettings:
 
     def __post_init__(self) -> None:
         for field in fields(self):
-            bound, value = SETTING_BOUNDS[field.name], getattr(self, field.name)
-            if not bound.admits(value):
-                raise DownloadSettingsError(field.name, value, bound.describe())
+            allowed, value = SETTING_RANGES[field.name], getattr(self, field.name)
+            if not allowed.admits(value):
+                raise DownloadSettingsError(field.name, value, allowed.describe())
 
     @classmethod
     def from_env(cls) -> DownloadSettings:
@@ -192,22 +162,22 @@ class DownloadSettings:
         """
         settings = {}
         for variable, names in ENV_VARIABLES.items():
-            value = _env_number(variable, SETTING_BOUNDS[names[0]])
+            value = _env_number(variable, SETTING_RANGES[names[0]])
             if value is not None:
                 settings.update(dict.fromkeys(names, value))
         return cls(**settings)
 
 
-def _env_number(name: str, bound: SettingBound) -> float | int | None:
+def _env_number(name: str, allowed: Range) -> float | int | None:
     text = os.environ.get(name, "").strip()
     if not text:
         return None
     try:
-        value = bound.kind(text)
+        value = int(text) if allowed.integer else float(text)
     except ValueError:   # also int("9" * 5000): too many digits to convert
         value = None
-    if value is None or not bound.admits(value):
-        raise DownloadSettingsError(name, text, bound.describe())
+    if value is None or not allowed.admits(value):
+        raise DownloadSettingsError(name, text, allowed.describe())
     return value
 
 
