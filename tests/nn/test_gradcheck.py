@@ -20,21 +20,44 @@ def test_backprop_matches_finite_differences_for_every_knob(loss):
 
 
 def test_a_wrong_gradient_is_caught(monkeypatch):
-    """Break the backward pass on purpose (forget the sigmoid slope): gradcheck must fail."""
+    """Break the backward pass on purpose (forget the sigmoid slope): gradcheck must fail on the
+    first layer's knobs, whose gradient passes through the slope, and pass on the second's."""
+    import mlknobs.nn.model as model
+
+    def forgotten_slope(a, out):
+        out[...] = 1.0                   # as if sigmoid'(z1) were 1 everywhere
+        return out
+
+    monkeypatch.setattr(model, "sigmoid_slope", forgotten_slope)
+    result = gradcheck("cross-entropy", hidden_size=4, batch_size=3)
+    assert not result.passed
+    assert result.max_relative_error["w1"] > 1e-1 and result.max_relative_error["b1"] > 1e-1
+    assert result.max_relative_error["w2"] < 1e-5 and result.max_relative_error["b2"] < 1e-5
+
+
+@pytest.mark.parametrize("loss", ["cross-entropy", "mse"])
+def test_dropout_backward_matches_finite_differences_through_a_fixed_mask(loss):
+    result = gradcheck(loss, hidden_size=10, batch_size=6, seed=5, dropout=0.5)
+    assert result.passed, result.max_relative_error
+    assert max(result.max_relative_error.values()) < 1e-5
+
+
+def test_a_dropout_backward_that_ignores_the_mask_is_caught(monkeypatch):
+    """A dropped unit must pass no gradient back: forgetting `da1 = dh * keep` must fail w1 and b1."""
+    import dataclasses
+
     import mlknobs.nn.model as model
 
     original = model.Network.backward
 
-    def broken(self, labels):
-        grads = original(self, labels)
-        grads.w1 *= 1.01
-        return grads
+    def mask_forgotten(self, cache, labels):
+        return original(self, dataclasses.replace(cache, keep=None), labels)
 
-    monkeypatch.setattr(model.Network, "backward", broken)
-    result = gradcheck("cross-entropy", hidden_size=4, batch_size=3)
+    monkeypatch.setattr(model.Network, "backward", mask_forgotten)
+    result = gradcheck("cross-entropy", hidden_size=10, batch_size=6, seed=5, dropout=0.5)
     assert not result.passed
-    assert result.max_relative_error["w1"] > 1e-3
-    assert result.max_relative_error["w2"] < 1e-5
+    assert result.max_relative_error["w1"] > 1e-1 and result.max_relative_error["b1"] > 1e-1
+    assert result.max_relative_error["w2"] < 1e-5      # dw2 = h.T @ dz2 still uses the masked h
 
 
 @pytest.mark.parametrize("loss", ["cross-entropy", "mse"])

@@ -28,7 +28,7 @@ def test_forward_matches_textbook_formulas_for_full_and_short_batches(loss):
     for n in (16, 5):   # a short last batch reuses the first rows of every buffer
         pixels = rng.integers(0, 256, (n, INPUT_SIZE), dtype=np.uint8)
         x = net.load_pixels(pixels, SCALING)
-        got = net.forward(x)
+        got, _ = net.forward(x)
         assert got.shape == (n, 10) and got.dtype == np.float32
         expected = reference_forward(params, (pixels / 255 - 0.1307) / 0.3081, loss)
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
@@ -80,8 +80,8 @@ def test_saturated_network_backward_has_no_subnormals():
     params.w2 *= 1000
     net = Network(params, "cross-entropy", 64)
     labels = rng.integers(0, 10, 64)
-    net.forward(net.load_pixels(rng.integers(0, 256, (64, 784), dtype=np.uint8), SCALING))
-    grads = net.backward(labels)
+    _, cache = net.forward(net.load_pixels(rng.integers(0, 256, (64, 784), dtype=np.uint8), SCALING))
+    grads = net.backward(cache, labels)
     tiny = np.finfo(np.float32).tiny
     for array in (net.a1, net.a2, net.dz1, net.dz2, *grads.arrays().values()):
         nonzero = np.abs(array[array != 0])

@@ -56,10 +56,10 @@ def test_the_same_seed_draws_the_same_curve(synthetic_splits):
 
 def test_the_smoothed_loss_is_a_bias_corrected_moving_average(synthetic_splits, monkeypatch):
     """With every batch loss equal to 2, the bias-corrected average is exactly 2 from the first step."""
-    import mlknobs.nn.model
+    import mlknobs.nn.losses
 
     train, _ = synthetic_splits
-    monkeypatch.setattr(mlknobs.nn.model.Network, "loss_value", lambda self, labels: 2.0)
+    monkeypatch.setattr(mlknobs.nn.losses.Loss, "value", lambda self, a2, labels: 2.0)
     result = lr_find(CONFIG, train, steps=20)
     np.testing.assert_allclose(result.losses, 2.0, rtol=1e-12)
     assert SMOOTHING == 0.98

@@ -1,8 +1,9 @@
 """Activations, in place, each with its derivative written in terms of its own output.
 
-Like scikit-learn's ACTIVATIONS / DERIVATIVES tables: a new activation is one entry in each.
 The derivative takes the activation's output a (what the forward pass keeps) rather than its
 input z: for the sigmoid, sigmoid'(z) = a (1 - a), so the backward pass needs no second exp.
+The hidden layer is always the sigmoid (HIDDEN_ACTIVATION, as model files record it); the output
+activation belongs to the loss (losses.LOSSES), because the loss's derivative depends on it.
 
 Saturation guard: saturated units must not produce subnormal floats (below 1.2e-38), which the
 CPU handles 10-100x slower; a run at a high learning rate would then seem to hang. The sigmoid is
@@ -12,8 +13,6 @@ instead of creeping through the subnormal range, and the softmax clips its shift
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 
@@ -44,16 +43,5 @@ def softmax_(z: np.ndarray) -> np.ndarray:
     z /= z.sum(axis=1, keepdims=True)
     return z
 
-
-ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "sigmoid": sigmoid_,
-    "softmax": softmax_,
-}
-
-# dA/dz as a function of the output a. The softmax has none here: its Jacobian is never formed,
-# it cancels against the cross-entropy's 1/p (see losses.cross_entropy_delta).
-DERIVATIVES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "sigmoid": sigmoid_slope,
-}
 
 HIDDEN_ACTIVATION = "sigmoid"    # the network's hidden layer (model files record it)

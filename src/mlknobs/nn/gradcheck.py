@@ -69,11 +69,11 @@ def gradcheck(loss: str = "cross-entropy", hidden_size: int = 16, batch_size: in
     keep = net.dropout_mask(batch_size, rng).copy() if dropout else None    # (B, H), fixed
 
     def loss_now() -> float:
-        net.forward(x, keep)
-        return net.loss_value(labels)
+        a2, _ = net.forward(x, keep)
+        return net.loss.value(a2, labels)
 
-    loss_now()
-    backprop = net.backward(labels).copy()
+    _, cache = net.forward(x, keep)
+    backprop = net.backward(cache, labels).copy()
 
     max_error, counts, samples = {}, {}, []
     for name, array in params.arrays().items():

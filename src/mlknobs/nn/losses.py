@@ -3,7 +3,9 @@
 Every loss is the mean over the batch of a per-sample loss, so its `delta` (dLoss/dz2) carries a
 factor 1/B and the learning rate does not have to change with the batch size.
 
-The output activations and the saturation guard live in activations.py.
+Each entry of LOSSES brings its output activation along, because the loss's derivative depends on
+it (softmax and cross-entropy cancel into "output - target"; the squared error keeps sigmoid'(z2)).
+The activations themselves and the saturation guard live in activations.py.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlknobs.config import LOSS_NAMES
-from mlknobs.nn.activations import sigmoid_, softmax_
+from mlknobs.nn.activations import sigmoid_, sigmoid_slope, softmax_
 
 
 def _rows(labels: np.ndarray) -> np.ndarray:
@@ -59,31 +61,40 @@ def mse_delta(a: np.ndarray, labels: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
+def probabilities_as_they_are(p: np.ndarray) -> np.ndarray:
+    """Softmax outputs (n, 10) already are probabilities that sum to 1 per row."""
+    return p
+
+
+def normalised_scores_(a: np.ndarray) -> np.ndarray:
+    """In place: ten independent sigmoid scores (n, 10) divided by their sum, to read as probabilities.
+
+    The argmax does not change; the tiny floor keeps an all-zero row (every sigmoid saturated off) finite.
+    """
+    a /= np.maximum(a.sum(axis=1, keepdims=True), np.finfo(a.dtype).tiny)
+    return a
+
+
 @dataclass(frozen=True)
 class Loss:
     name: str
-    output_activation: str                                                # its name in activations.py
+    output_activation: str                                                # as model files record it
     output_: Callable[[np.ndarray], np.ndarray]                           # in place on z2
+    output_slope: Callable[[np.ndarray, np.ndarray], np.ndarray] | None   # (a2, out) -> da2/dz2; None: never formed
     samples: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]   # (a2, labels, out) -> loss per sample
     delta: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]     # (a2, labels, out) -> dLoss/dz2
+    probabilities_: Callable[[np.ndarray], np.ndarray]                    # in place: outputs (n, 10) -> probabilities
 
     def value(self, a2: np.ndarray, labels: np.ndarray) -> float:
         """The mean loss over the batch."""
         return float(self.samples(a2, labels, np.empty(len(labels), a2.dtype)).mean(dtype=np.float64))
 
-    def probabilities_(self, a2: np.ndarray) -> np.ndarray:
-        """In place: the outputs (n, 10) as probabilities that sum to 1 per row.
 
-        Softmax outputs already are. Sigmoid outputs (mse) are ten independent scores: normalise
-        them so that they read as probabilities (the argmax does not change).
-        """
-        if self.output_activation != "softmax":
-            a2 /= np.maximum(a2.sum(axis=1, keepdims=True), np.finfo(a2.dtype).tiny)
-        return a2
-
-
+# The softmax has no output_slope: its Jacobian is never formed, it cancels against the
+# cross-entropy's 1/p (see cross_entropy_delta).
 LOSSES: dict[str, Loss] = {
-    "cross-entropy": Loss("cross-entropy", "softmax", softmax_, cross_entropy_samples, cross_entropy_delta),
-    "mse": Loss("mse", "sigmoid", sigmoid_, mse_samples, mse_delta),
+    "cross-entropy": Loss("cross-entropy", "softmax", softmax_, None, cross_entropy_samples, cross_entropy_delta,
+                          probabilities_as_they_are),
+    "mse": Loss("mse", "sigmoid", sigmoid_, sigmoid_slope, mse_samples, mse_delta, normalised_scores_),
 }
 assert tuple(LOSSES) == LOSS_NAMES, "config.LOSS_NAMES must list exactly the registered losses"

@@ -1,33 +1,13 @@
 """The network: 784 inputs -> H sigmoid hidden units -> 10 outputs, forward and backward by hand.
 
-Batches are rows. For a batch of B images x (B, 784) the forward pass is
+Read nn/plain.py first: it writes one training step as plain equations with their shapes. This
+module computes the same step fast, with buffers allocated once and filled in place; the tests
+(tests/nn/test_plain.py) hold the two together, so neither needs the other's prose.
 
-    z1 = x  @ w1 + b1      (B, 784) @ (784, H) -> (B, H)
-    a1 = sigmoid(z1)
-    z2 = a1 @ w2 + b2      (B, H) @ (H, 10)    -> (B, 10)
-    a2 = output(z2)        softmax (cross-entropy) or sigmoid (mse)
-
-and the backward pass runs the chain rule the other way, from dz2 = dLoss/dz2 (see losses.py):
-
-    dw2 = a1.T @ dz2       (H, B) @ (B, 10)    -> (H, 10)
-    db2 = sum_rows(dz2)                        -> (10,)
-    da1 = dz2 @ w2.T       (B, 10) @ (10, H)   -> (B, H)
-    dz1 = da1 * a1 * (1 - a1)                  sigmoid'(z1) = a1 (1 - a1), from the forward output
-    dw1 = x.T @ dz1        (784, B) @ (B, H)   -> (784, H)
-    db1 = sum_rows(dz1)                        -> (H,)
-
-No gradient is taken for x itself: nothing upstream needs it.
-
+Batches are rows: x (B, 784) @ w1 (784, H) -> (B, H); a1 (B, H) @ w2 (H, 10) -> (B, 10).
 Dropout (training only) multiplies the hidden activations by a random mask `keep` (B, H) that
 holds 0 with probability p and 1/(1-p) otherwise ("inverted" dropout: the expected activation is
-unchanged, so evaluation needs no rescaling and simply leaves the mask out):
-
-    h   = a1 * keep                            what the output layer sees
-    z2  = h @ w2 + b2
-    dw2 = h.T @ dz2
-    dh  = dz2 @ w2.T
-    da1 = dh * keep                            a dropped unit passes no gradient back
-    dz1 = da1 * a1 * (1 - a1)
+unchanged, so evaluation needs no rescaling and simply leaves the mask out).
 """
 
 from __future__ import annotations
@@ -37,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mlknobs.nn.activations import ACTIVATIONS, DERIVATIVES, HIDDEN_ACTIVATION
+from mlknobs.nn.activations import HIDDEN_ACTIVATION, sigmoid_, sigmoid_slope
 from mlknobs.nn.losses import LOSSES, Loss
 
 if TYPE_CHECKING:
@@ -164,35 +144,45 @@ class InputScaling:
         return out
 
 
+@dataclass(frozen=True)
+class Cache:
+    """What a forward pass keeps for its backward pass: views of the Network's buffers, valid until
+    the next forward pass."""
+
+    x: np.ndarray               # (n, 784) inputs, for dw1
+    a1: np.ndarray              # (n, H) hidden activations, for sigmoid'(z1) = a1 (1 - a1)
+    h: np.ndarray               # (n, H) what the output layer saw: a1, or a1 * keep with dropout; for dw2
+    keep: np.ndarray | None     # (n, H) the dropout mask, or None
+    a2: np.ndarray              # (n, 10) outputs, for dz2
+
+
 class Network:
     """Forward and backward passes for one set of Params, with every buffer allocated once.
 
-    The forward pass keeps x, a1 (and with dropout h and keep) for the backward pass; `grads` is
-    overwritten by each backward call. Batches up to `max_batch` rows reuse the same memory (the
-    last, short batch of an epoch uses the first rows). `dropout` > 0 allocates the buffers a
-    training pass with a mask needs; evaluation passes no mask.
+    Batches up to `max_batch` rows reuse the same memory (the last, short batch of an epoch uses
+    the first rows). A buffer holds different quantities as a step goes on; the code names it by
+    what it holds at each line (the a1 buffer holds z1 until the sigmoid turns it into a1).
+    `grads` is overwritten by each backward call. `dropout` > 0 allocates the buffers a training
+    pass with a mask needs; evaluation passes no mask. nn/plain.py is the same step written
+    without buffers; tests/nn/test_plain.py holds the two together.
     """
 
     def __init__(self, params: Params, loss: Loss | str, max_batch: int, dropout: float = 0.0):
         self.params = params
         self.loss = LOSSES[loss] if isinstance(loss, str) else loss
-        self.activation_ = ACTIVATIONS[HIDDEN_ACTIVATION]          # in place on z1
-        self.activation_slope = DERIVATIVES[HIDDEN_ACTIVATION]     # from a1: a1 (1 - a1) for the sigmoid
         dtype = params.w1.dtype
         hidden = params.hidden_size
         self.max_batch = max_batch
-        self.x = np.empty((max_batch, INPUT_SIZE), dtype)      # scaled inputs, kept for dw1
-        self.a1 = np.empty((max_batch, hidden), dtype)         # hidden activations, kept for dw2, dz1
-        self.a2 = np.empty((max_batch, OUTPUT_SIZE), dtype)    # outputs, kept for dz2
+        self.x = np.empty((max_batch, INPUT_SIZE), dtype)      # scaled inputs
+        self.a1 = np.empty((max_batch, hidden), dtype)         # z1, then a1 = sigmoid(z1)
+        self.a2 = np.empty((max_batch, OUTPUT_SIZE), dtype)    # z2, then the outputs a2
         self.dz2 = np.empty((max_batch, OUTPUT_SIZE), dtype)
-        self.dz1 = np.empty((max_batch, hidden), dtype)
+        self.dz1 = np.empty((max_batch, hidden), dtype)        # dh, then da1, then dz1
         self.slope = np.empty((max_batch, hidden), dtype)      # sigmoid'(z1) = a1 (1 - a1)
         self.grads = params.zeros_like()
-        self._x = self.x                                       # the input of the last forward pass
         self.dropout = dropout
-        self._keep = None                                      # the last forward pass's mask, if any
         if dropout:
-            self.h = np.empty((max_batch, hidden), dtype)      # a1 * keep, kept for dw2
+            self.h = np.empty((max_batch, hidden), dtype)      # a1 * keep
             self.keep = np.empty((max_batch, hidden), dtype)   # the mask buffer (see dropout_mask)
 
     def dropout_mask(self, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -207,44 +197,36 @@ class Network:
         """Scale a uint8 batch into the input buffer; returns the (n, 784) view to pass to forward."""
         return scaling.apply(pixels, self.x[:len(pixels)])
 
-    def forward(self, x: np.ndarray, keep: np.ndarray | None = None) -> np.ndarray:
-        """Outputs a2 (n, 10) for inputs x (n, 784); x should be a view of self.x or kept alive.
+    def forward(self, x: np.ndarray, keep: np.ndarray | None = None) -> tuple[np.ndarray, Cache]:
+        """Outputs a2 (n, 10) for inputs x (n, 784), and the cache the backward pass needs.
 
         keep: a dropout mask (n, H) for a training pass (see dropout_mask), None to evaluate.
         """
         p, n = self.params, len(x)
-        self._x, self._keep = x, keep
-        a1 = self.a1[:n]
-        np.matmul(x, p.w1, out=a1)          # (n, 784) @ (784, H) -> (n, H)
-        a1 += p.b1                          # z1
-        self.activation_(a1)                # a1 = sigmoid(z1), in place
-        h = a1 if keep is None else np.multiply(a1, keep, out=self.h[:n])   # h = a1 * keep
-        a2 = self.a2[:n]
-        np.matmul(h, p.w2, out=a2)          # (n, H) @ (H, 10) -> (n, 10)
-        a2 += p.b2
-        self.loss.output_(a2)
-        return a2
+        z1 = np.matmul(x, p.w1, out=self.a1[:n])      # (n, 784) @ (784, H) -> (n, H)
+        z1 += p.b1                                    # + (H,)
+        a1 = sigmoid_(z1)                             # in place: the buffer now holds a1
+        h = a1 if keep is None else np.multiply(a1, keep, out=self.h[:n])   # (n, H) dropped units are 0
+        z2 = np.matmul(h, p.w2, out=self.a2[:n])      # (n, H) @ (H, 10) -> (n, 10)
+        z2 += p.b2                                    # + (10,)
+        a2 = self.loss.output_(z2)                    # in place: softmax (cross-entropy) or sigmoid (mse)
+        return a2, Cache(x=x, a1=a1, h=h, keep=keep, a2=a2)
 
-    def loss_value(self, labels: np.ndarray) -> float:
-        """Mean loss of the last forward pass against integer labels (n,)."""
-        return self.loss.value(self.a2[:len(labels)], labels)
-
-    def backward(self, labels: np.ndarray) -> Params:
-        """Gradients of the mean loss of the last forward pass with respect to every knob."""
+    def backward(self, cache: Cache, labels: np.ndarray) -> Params:
+        """Gradients of the mean loss of the cached forward pass with respect to every knob."""
         p, g, n = self.params, self.grads, len(labels)
-        x, a1, a2, keep = self._x, self.a1[:n], self.a2[:n], self._keep
-        h = a1 if keep is None else self.h[:n]
-        dz2 = self.loss.delta(a2, labels, out=self.dz2[:n])   # (n, 10)
-        np.matmul(h.T, dz2, out=g.w2)       # (H, n) @ (n, 10) -> (H, 10)
-        np.sum(dz2, axis=0, out=g.b2)       # (10,)
-        dz1 = self.dz1[:n]
-        np.matmul(dz2, p.w2.T, out=dz1)     # dh: (n, 10) @ (10, H) -> (n, H)
-        if keep is not None:
-            dz1 *= keep                     # da1 = dh * keep
-        slope = self.activation_slope(a1, out=self.slope[:n])   # sigmoid'(z1) = a1 (1 - a1)
-        dz1 *= slope                        # dz1 = da1 * sigmoid'(z1)
-        np.matmul(x.T, dz1, out=g.w1)       # (784, n) @ (n, H) -> (784, H)
-        np.sum(dz1, axis=0, out=g.b1)       # (H,)
+        dz2 = self.loss.delta(cache.a2, labels, out=self.dz2[:n])   # (n, 10), see losses.py
+        np.matmul(cache.h.T, dz2, out=g.w2)           # dw2: (H, n) @ (n, 10) -> (H, 10)
+        np.sum(dz2, axis=0, out=g.b2)                 # db2: (10,)
+        dh = np.matmul(dz2, p.w2.T, out=self.dz1[:n])  # (n, 10) @ (10, H) -> (n, H)
+        da1 = dh
+        if cache.keep is not None:
+            da1 *= cache.keep                         # a dropped unit passes no gradient back
+        slope = sigmoid_slope(cache.a1, out=self.slope[:n])   # sigmoid'(z1) = a1 (1 - a1), (n, H)
+        dz1 = da1
+        dz1 *= slope                                  # dz1 = da1 * sigmoid'(z1)
+        np.matmul(cache.x.T, dz1, out=g.w1)           # dw1: (784, n) @ (n, H) -> (784, H)
+        np.sum(dz1, axis=0, out=g.b1)                 # db1: (H,)
         return g
 
 
@@ -255,7 +237,7 @@ def outputs(params: Params, loss: str, scaling: InputScaling, pixels: np.ndarray
     out = np.empty((len(pixels), OUTPUT_SIZE), params.w1.dtype)
     for start in range(0, len(pixels), net.max_batch):
         chunk = pixels[start:start + net.max_batch]
-        out[start:start + len(chunk)] = net.forward(net.load_pixels(chunk, scaling))
+        out[start:start + len(chunk)], _ = net.forward(net.load_pixels(chunk, scaling))
     return out
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlknobs.nn.activations import ACTIVATIONS, HIDDEN_ACTIVATION
+from mlknobs.nn.activations import sigmoid_
 from mlknobs.nn.model import INPUT_SIZE, Model
 from mlknobs.vision.classify import classify
 from mlknobs.vision.images import SIDE, read_input
@@ -48,7 +48,7 @@ def hidden_layer(model: Model, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarr
     x = np.empty((1, INPUT_SIZE), p.w1.dtype)
     model.scaling.apply(pixels.reshape(1, INPUT_SIZE), out=x)          # (1, 784), standardised
     z1 = x @ p.w1 + p.b1                                               # (1, 784) @ (784, H) -> (1, H)
-    a1 = ACTIVATIONS[HIDDEN_ACTIVATION](z1.copy())                     # sigmoid(z1), in place on a copy
+    a1 = sigmoid_(z1.copy())                                           # sigmoid(z1), in place on a copy
     return z1[0].astype(np.float64), a1[0].astype(np.float64)
 
 

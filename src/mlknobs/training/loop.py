@@ -28,7 +28,7 @@ from mlknobs.data.batches import augmented_batches, batches
 from mlknobs.data.splits import Split, split_validation
 from mlknobs.errors import DataFormatError, ModelFileError, SettingsError, TrainingDiverged, TrainingInterrupted
 from mlknobs.io.modelfile import Checkpoint, save_checkpoint
-from mlknobs.nn.activations import DERIVATIVES
+from mlknobs.nn.activations import sigmoid_slope
 from mlknobs.nn.blas import blas_threads
 from mlknobs.nn.evaluate import accuracy_and_loss
 from mlknobs.nn.model import MIN_INPUT_STD, InputScaling, Model, Network, Params
@@ -200,14 +200,14 @@ class _Fit:
         with closing(self.batches(order, epoch)) as source:      # closing stops an augmentation worker
             for b, (done, pixels, labels) in enumerate(source):
                 keep = net.dropout_mask(len(labels), self.rng) if self.config.dropout else None
-                a2 = net.forward(net.load_pixels(pixels, self.scaling), keep)    # (n, 10)
+                a2, cache = net.forward(net.load_pixels(pixels, self.scaling), keep)    # (n, 10)
                 net.loss.samples(a2, labels, out=sample_losses[done])
                 np.argmax(a2, axis=1, out=predictions[done])
                 loss = float(sample_losses[done].mean())
                 if b % CHECK_EVERY == 0 or b == self.steps_per_epoch - 1:
                     self.check_divergence(loss, epoch, b)
                 learning_rate = self.learning_rate(state.step)
-                self.optimizer.step(net.backward(labels), learning_rate)
+                self.optimizer.step(net.backward(cache, labels), learning_rate)
                 state.step += 1
                 self.tell("step", epoch + 1, b + 1, loss, learning_rate)
 
@@ -255,8 +255,8 @@ class _Fit:
         if train_accuracy >= COLLAPSED_ACCURACY:
             return
         net = self.net
-        slopes = {"hidden": float(np.mean(net.activation_slope(net.a1, np.empty_like(net.a1))))}  # last batch
-        output_slope = DERIVATIVES.get(net.loss.output_activation)
+        slopes = {"hidden": float(np.mean(sigmoid_slope(net.a1, np.empty_like(net.a1))))}  # last batch
+        output_slope = net.loss.output_slope
         if output_slope is not None:        # a saturating output layer (mse's sigmoids) can stall too
             slopes["output"] = float(np.mean(output_slope(net.a2, np.empty_like(net.a2))))
         layer, slope = min(slopes.items(), key=lambda item: item[1])

@@ -141,8 +141,8 @@ class _RangeTest:
         average, lowest, stopped_at = 0.0, math.inf, None
         for i, (pixels, labels) in zip(range(self.steps), self.batches()):
             learning_rate = self.start_lr * self.growth ** i
-            net.forward(net.load_pixels(pixels, self.scaling))            # (n, 10)
-            loss = net.loss_value(labels)
+            a2, cache = net.forward(net.load_pixels(pixels, self.scaling))      # (n, 10)
+            loss = net.loss.value(a2, labels)
             average = SMOOTHING * average + (1 - SMOOTHING) * loss
             smoothed = average / (1 - SMOOTHING ** (i + 1))               # bias correction
             if not math.isfinite(smoothed):
@@ -156,7 +156,7 @@ class _RangeTest:
                 stopped_at = learning_rate
                 break
             lowest = min(lowest, smoothed)
-            self.optimizer.step(net.backward(labels), learning_rate)
+            self.optimizer.step(net.backward(cache, labels), learning_rate)
         if not losses:
             raise SettingsError([("start_lr", f"the loss was not finite at the first learning rate, "
                                               f"{{start_lr}} {self.start_lr:g}: start lower")])
