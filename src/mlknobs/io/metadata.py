@@ -1,0 +1,310 @@
+"""The metadata of a model file: the JSON object beside the arrays, what it holds and how it is checked.
+
+    describe(kind, model, extra) -> dict     what save_model writes
+    parse(text, path) -> dict                JSON without NaN or infinities, bounded depth, our format
+    check(meta, path) -> Checked             every field: settings, scaling, class names, history,
+                                             results, parent; each number in its range
+    check_state(meta, checked, path)         a checkpoint's loop and RNG state
+
+Everything a file holds is checked before it is used, so a damaged or foreign file is refused with
+one line naming the field instead of failing later (a NaN learning rate, an epoch count of 10^12,
+an RNG state numpy cannot take).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from mlknobs import __version__
+from mlknobs.config import TrainConfig
+from mlknobs.errors import ModelFileError
+from mlknobs.io.npz import short, show
+from mlknobs.nn.model import MAX_INPUT_STD, MIN_INPUT_STD, OUTPUT_SIZE, InputScaling, Model, architecture
+
+FORMAT = "mlknobs-model"
+FORMAT_VERSION = 1
+KINDS = ("model", "checkpoint")
+HISTORY_NUMBERS = ("train_loss", "train_accuracy")   # in every history entry (val_* only with validation)
+RESULT_KEYS = ("test_accuracy", "test_loss", "seconds", "stopped_early", "best_epoch")
+PARENT_KEYS = ("path", "sha256", "dataset", "test_accuracy")
+MAX_METADATA_BYTES = 64 * 2**20       # stored as UTF-32: 16 Mi characters (a real one is a few KB)
+MAX_JSON_DEPTH = 32                   # real metadata nests 4 deep (state -> rng -> state -> inc)
+MAX_CLASS_NAME = 100                  # characters in one class name
+MAX_PARENT_PATH = 4096                # characters of the parent's path (PATH_MAX)
+# Input scaling: mean and std of pixel/255, a value in [0, 1]. So the mean lies in [0, 1] and the
+# std is at most 0.5 (the largest spread of values in [0, 1]); a std below 0.001 (pixels multiplied
+# by more than 4) would come from images of one flat gray, not from a dataset (MNIST: 0.31).
+# The loop counts one step per batch: at most ceil(images / batch_size) per epoch. MNIST and
+# Fashion-MNIST train on 60,000 images; this bound only catches absurd step counts.
+MAX_TRAIN_IMAGES = 1_000_000
+# Checkpoint loop state (training/loop.py _LoopState): type, lowest, highest ("done" = epochs_done,
+# "steps" = the most steps epochs_done epochs can take).
+_LARGEST = sys.float_info.max
+LOOP_STATE_BOUNDS = {
+    "epochs_done": (int, 0, "done"), "step": (int, 0, "steps"), "seconds": (float, 0.0, _LARGEST),
+    "best_epoch": (int, 0, "done"), "best_val_accuracy": (float, 0.0, 1.0),
+    "best_val_loss": (float, 0.0, _LARGEST), "epochs_without_improvement": (int, 0, "done"),
+}
+
+
+def describe(kind: str, model: Model, extra: dict | None = None) -> dict:
+    """The metadata save_model writes for `model` (kind "model" or "checkpoint", `extra` merged in)."""
+    params, config, scaling = model.params, model.config, model.scaling
+    meta = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
+        "mlknobs_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "dataset": config.dataset, "class_names": list(model.class_names),
+        "architecture": architecture(params.hidden_size, config.loss),
+        "config": config.to_file_dict(),
+        "input_scaling": {"mean": scaling.mean, "std": scaling.std,
+                          "scale": scaling.scale, "offset": scaling.offset,
+                          "formula": "x = pixel * scale + offset = (pixel / 255 - mean) / std"},
+        "history": list(model.history),
+        **model.results,
+    }
+    if model.parent is not None:
+        meta["parent"] = dict(model.parent)
+    if extra:
+        meta.update(extra)
+    return meta
+
+
+# --- the JSON text --------------------------------------------------------------------------------------
+
+def parse(text: str, path: Path) -> dict:
+    """JSON without NaN or infinities, at most MAX_JSON_DEPTH deep, every string valid Unicode;
+    an object of our format, version and a known kind."""
+    try:
+        meta = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError as e:
+        raise ModelFileError(f"{path}: metadata nests too deeply to be an mlknobs model file") from e
+    except ValueError as e:
+        raise ModelFileError(f"{path}: metadata is not valid JSON ({short(e)})") from e
+    _check_json_tree(meta, "metadata", 0, path)
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{path}: metadata is not an object")
+    if meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not an mlknobs model file (format {show(meta.get('format'))})")
+    version = meta.get("format_version")
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise ModelFileError(f"{path} has model format version {show(version)}; this mlknobs "
+                             f"({__version__}) reads version {FORMAT_VERSION}")
+    if meta.get("kind") not in KINDS:
+        raise ModelFileError(f"{path}: metadata kind {show(meta.get('kind'))} is neither "
+                             f"{' nor '.join(KINDS)}")
+    return meta
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number a model file may hold")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def _check_json_tree(value, where: str, depth: int, path: Path) -> None:
+    """Refuse nesting beyond MAX_JSON_DEPTH and strings that are not valid Unicode (lone surrogates
+    such as "\udc80", which no UTF-8 output can print)."""
+    if depth > MAX_JSON_DEPTH:
+        raise ModelFileError(f"{path}: metadata nests deeper than {MAX_JSON_DEPTH} levels (at {where})")
+    if isinstance(value, str):
+        _check_text(value, where, path)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, f"{where}: a key", path)
+            _check_json_tree(item, f"{where}[{show(key)}]", depth + 1, path)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_json_tree(item, f"{where}[{i}]", depth + 1, path)
+
+
+def _check_text(text: str, where: str, path: Path) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ModelFileError(f"{path}: metadata text at {where} is not valid Unicode "
+                             f"({show(text[e.start:e.end])} is a lone surrogate)") from None
+
+
+# --- the fields ---------------------------------------------------------------------------------------
+
+@dataclass
+class Checked:
+    """The metadata's fields, each checked."""
+
+    config: TrainConfig
+    scaling: InputScaling
+    class_names: list[str]
+    history: list[dict]
+    results: dict
+    parent: dict | None
+
+
+def check(meta: dict, path: Path) -> Checked:
+    """Every field of parsed metadata (not a checkpoint's state: see check_state)."""
+    try:
+        config = TrainConfig.from_dict(_object(meta["config"], "config"))
+        checked = Checked(config, _check_scaling(meta["input_scaling"]), _check_class_names(meta["class_names"]),
+                          _check_history(meta.get("history", []), config), _check_results(meta, config),
+                          _check_parent(meta.get("parent")))
+        if meta.get("dataset", config.dataset) != config.dataset:
+            raise ValueError(f"dataset {show(meta['dataset'])} disagrees with the settings' {config.dataset!r}")
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
+        raise ModelFileError(f"{path}: metadata is incomplete or invalid ({short(e)})") from e
+    return checked
+
+
+def check_state(meta: dict, checked: Checked, path: Path) -> None:
+    """A checkpoint's loop state and RNG state, every number in its range, before any work."""
+    try:
+        _check_state(meta["state"], checked.config, checked.history)
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
+        raise ModelFileError(f"{path}: checkpoint state is incomplete or invalid ({short(e)})") from e
+
+
+def _whole(value, what: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be a whole number, not {show(value)}")
+    if not low <= value <= high:
+        raise ValueError(f"{what} {show(value)} is outside {low}..{high}")
+    return value
+
+
+def _real(value, what: str, low: float = -_LARGEST, high: float = _LARGEST) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{what} must be a number, not {show(value)}")
+    if not low <= value <= high:                                  # NaN is outside everything
+        raise ValueError(f"{what} {show(value)} is outside [{low:g}, {high:g}]")
+    return float(value)
+
+
+def _range_of(key: str) -> tuple[float, float]:
+    """Allowed values of a history or result number, by its name."""
+    if key.endswith("accuracy"):
+        return 0.0, 1.0
+    if key.endswith("loss") or key in ("seconds", "learning_rate"):
+        return 0.0, _LARGEST
+    return -_LARGEST, _LARGEST
+
+
+def _object(value, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be an object")
+    return value
+
+
+def _check_class_names(names) -> list[str]:
+    if not isinstance(names, list) or len(names) != OUTPUT_SIZE:
+        count = len(names) if isinstance(names, list) else show(names)
+        raise ValueError(f"class_names must be a list of {OUTPUT_SIZE} names, not {count}")
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or not name.strip() or len(name) > MAX_CLASS_NAME:
+            raise ValueError(f"class name {i} must be text of 1 to {MAX_CLASS_NAME} characters, "
+                             f"not {show(name)}")
+    return list(names)
+
+
+def _check_history(history, config: TrainConfig) -> list[dict]:
+    if not isinstance(history, list):
+        raise ValueError("history must be a list")
+    if len(history) > config.epochs:
+        raise ValueError(f"history holds {len(history)} epochs, the settings say {config.epochs}")
+    for number, entry in enumerate(history, 1):
+        if not (isinstance(entry, dict) and "epoch" in entry and all(k in entry for k in HISTORY_NUMBERS)):
+            raise ValueError(f"every history entry needs an epoch number and {', '.join(HISTORY_NUMBERS)}")
+        if _whole(entry["epoch"], "history epoch", 1, config.epochs) != number:
+            raise ValueError(f"history entry {number} is for epoch {entry['epoch']}")
+        for key, value in entry.items():
+            if key != "epoch":
+                _real(value, f"history epoch {number} {key}", *_range_of(key))
+    return history
+
+
+def _check_results(meta: dict, config: TrainConfig) -> dict:
+    results = {k: meta[k] for k in RESULT_KEYS if k in meta}
+    for key, value in results.items():
+        if key == "stopped_early":
+            if not isinstance(value, bool):
+                raise ValueError(f"stopped_early must be true or false, not {show(value)}")
+        elif key == "best_epoch":
+            _whole(value, key, 0, config.epochs)
+        else:
+            _real(value, key, *_range_of(key))
+    return results
+
+
+def _check_scaling(s) -> InputScaling:
+    if not isinstance(s, dict):
+        raise ValueError("input_scaling must be an object")
+    scaling = InputScaling(mean=_real(s["mean"], "input mean", 0.0, 1.0),
+                           std=_real(s["std"], "input std", MIN_INPUT_STD, MAX_INPUT_STD))
+    if not (math.isfinite(scaling.scale) and math.isfinite(scaling.offset)):
+        raise ValueError(f"scale {scaling.scale} and offset {scaling.offset} must be finite")
+    return scaling
+
+
+def _check_parent(parent) -> dict | None:
+    """The model a run started from (train --init-from): path, sha256, dataset, test accuracy."""
+    if parent is None:
+        return None
+    parent = _object(parent, "parent")
+    if set(parent) != set(PARENT_KEYS):
+        raise ValueError(f"parent must hold {', '.join(PARENT_KEYS[:-1])} and {PARENT_KEYS[-1]}")
+    if not all(isinstance(parent[key], str) for key in ("path", "sha256", "dataset")) \
+            or len(parent["sha256"]) != 64 or len(parent["path"]) > MAX_PARENT_PATH:
+        raise ValueError("parent path, sha256 and dataset must be text (sha256: 64 hex digits)")
+    if parent["test_accuracy"] is not None:
+        _real(parent["test_accuracy"], "parent test_accuracy", 0.0, 1.0)
+    return parent
+
+
+def _check_state(state, config: TrainConfig, history: list) -> None:
+    if not isinstance(state, dict):
+        raise ValueError("the state must be an object")
+    unknown = sorted(set(state) - {"loop", "rng"})
+    if unknown:
+        raise ValueError(f"unknown state entries {', '.join(map(show, unknown))}")
+    loop = state["loop"]
+    if not isinstance(loop, dict):
+        raise ValueError("the loop state must map names to numbers")
+    unknown = sorted(set(loop) - set(LOOP_STATE_BOUNDS))
+    if unknown:
+        raise ValueError(f"unknown loop state entries {', '.join(map(show, unknown))}")
+    done = _whole(loop["epochs_done"], "epochs_done", 0, config.epochs)
+    if len(history) != done:
+        raise ValueError(f"epochs_done is {done} but the history holds {len(history)} epochs")
+    most_steps = done * math.ceil(MAX_TRAIN_IMAGES / config.batch_size)
+    for key, value in loop.items():
+        kind, low, high = LOOP_STATE_BOUNDS[key]
+        high = {"done": done, "steps": most_steps}.get(high, high)
+        if kind is int:
+            _whole(value, key, low, high)
+        else:
+            _real(value, key, low, high)
+    _check_rng(state["rng"])
+
+
+def _check_rng(rng) -> None:
+    """numpy's PCG64 state: {"bit_generator": "PCG64", "state": {"state", "inc"}, "has_uint32", "uinteger"}."""
+    if not isinstance(rng, dict) or rng.get("bit_generator") != "PCG64":
+        raise ValueError("rng must be the state of numpy's PCG64 generator")
+    if set(rng) != {"bit_generator", "state", "has_uint32", "uinteger"} or not isinstance(rng["state"], dict) \
+            or set(rng["state"]) != {"state", "inc"}:
+        raise ValueError("rng must hold bit_generator, state {state, inc}, has_uint32 and uinteger only")
+    for key in ("state", "inc"):
+        _whole(rng["state"][key], f"rng {key}", 0, 2**128 - 1)
+    _whole(rng["has_uint32"], "rng has_uint32", 0, 1)
+    _whole(rng["uinteger"], "rng uinteger", 0, 2**32 - 1)
+    np.random.PCG64(0).state = rng          # and whatever numpy itself checks
