@@ -155,6 +155,14 @@ class AugmentationFailed(MlknobsError):
     """The worker making distorted training digits stopped with an error (its message says which)."""
 
 
+class KnobError(MlknobsError, ValueError):
+    """A name that is not one of the network's knobs: `text` as given, `problem` says why."""
+
+    def __init__(self, text: str, problem: str):
+        self.text, self.problem = text, problem
+        super().__init__(f"{problem}: {text!r}")
+
+
 class ImageError(MlknobsError, ValueError):
     """A user's picture could not be read or holds no digit."""
 
@@ -173,3 +181,91 @@ class MissingExtra(MlknobsError):
 
 class OutputError(MlknobsError):
     """An output file (model, checkpoint, picture) cannot be written where the user asked."""
+
+
+# --- sweeps -----------------------------------------------------------------------------------------
+
+class SweepError(MlknobsError):
+    """A sweep cannot start or go on (its folder, its files, its workers)."""
+
+
+class SweepFileError(SweepError):
+    """A file of a sweep folder (sweep.json, results.jsonl) cannot be used: `path` and the `problem` in words."""
+
+    def __init__(self, path: Path, problem: str):
+        self.path, self.problem = Path(path), problem
+        super().__init__(f"{path}: {problem}")
+
+
+class SweepFromOtherVersion(SweepFileError):
+    """sweep.json was written by mlknobs `version`, whose run ids differ from this version's."""
+
+    def __init__(self, path: Path, version: str):
+        self.version = version
+        super().__init__(path, f"written by mlknobs {version}, whose run ids differ from this version's")
+
+
+class NoSweep(SweepError):
+    """`out_dir` holds no sweep: its sweep.json is missing."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = Path(out_dir)
+        super().__init__(f"{out_dir} holds no sweep ({self.out_dir / 'sweep.json'} is missing)")
+
+
+class NoSweepToResume(NoSweep, RunStateError):
+    """Resuming a sweep in `out_dir`, which holds none."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = Path(out_dir)
+        MlknobsError.__init__(self, f"nothing to resume: {out_dir} holds no sweep "
+                                    f"({self.out_dir / 'sweep.json'} is missing)")
+
+
+class SweepExists(RunStateError):
+    """`out_dir` already holds a sweep (`recorded` of `total` runs done); resume it or use another folder."""
+
+    def __init__(self, out_dir: Path, recorded: int, total: int):
+        self.out_dir, self.recorded, self.total = Path(out_dir), recorded, total
+        super().__init__(f"{out_dir} already holds a sweep ({recorded} of {total} runs recorded)")
+
+
+class SweepGridDiffers(RunStateError):
+    """A resumed sweep runs its saved grid; `differences` maps setting -> (saved values, given values)."""
+
+    def __init__(self, out_dir: Path, differences: dict):
+        from mlknobs.text import values_text
+
+        self.out_dir, self.differences = Path(out_dir), dict(differences)
+        listed = "; ".join(f"{name}: saved {values_text(saved)}, given {values_text(given)}"
+                           for name, (saved, given) in self.differences.items())
+        super().__init__(f"{out_dir} holds a sweep over another grid ({listed})")
+
+
+class SweepInterrupted(MlknobsError):
+    """Ctrl-C: `recorded` of `total` runs are in results.jsonl; the others' checkpoints are kept."""
+
+    def __init__(self, out_dir: Path, recorded: int, total: int):
+        self.out_dir, self.recorded, self.total = Path(out_dir), recorded, total
+        super().__init__(f"interrupted: {recorded} of {total} runs finished and are recorded in "
+                         f"{self.out_dir / 'results.jsonl'}")
+
+
+class SweepBackendUnreachable(SweepError):
+    """The sweep's workers cannot be reached: `scheduler` (None: a LocalCluster started here) and the `reason`."""
+
+    def __init__(self, scheduler: str | None, reason: str):
+        from mlknobs.text import one_line
+
+        self.scheduler, self.reason = scheduler, reason
+        where = f"the Dask scheduler at {one_line(scheduler, 100)}" if scheduler else "a local Dask cluster"
+        super().__init__(f"cannot reach {where}: {reason}")
+
+
+class SweepWorkerDied(SweepError):
+    """A process of the local pool died (`reason`); the pool cannot say which run it held."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(f"a worker process died ({reason}); the runs that finished are recorded and a "
+                         f"resumed sweep runs the others")

@@ -21,6 +21,11 @@ FLOOR = 1e-4
 MNIST_SCALING = InputScaling(mean=0.1307, std=0.3081)
 
 
+def relative_difference(backprop, numeric):
+    """|backprop - numeric| / max(|backprop| + |numeric|, FLOOR), elementwise (arrays or floats)."""
+    return np.abs(backprop - numeric) / np.maximum(np.abs(backprop) + np.abs(numeric), FLOOR)
+
+
 @dataclass
 class KnobCheck:
     name: str            # e.g. "w1[412, 3]"
@@ -88,7 +93,7 @@ def gradcheck(loss: str = "cross-entropy", hidden_size: int = 16, batch_size: in
             loss_minus = loss_now()
             flat[i] = original
             flat_numeric[i] = (loss_plus - loss_minus) / (2 * eps)
-        error = np.abs(analytic - numeric) / np.maximum(np.abs(analytic) + np.abs(numeric), FLOOR)
+        error = relative_difference(analytic, numeric)
         max_error[name], counts[name] = float(error.max()), int(array.size)
         # Show the knobs with the largest slopes: the ones that matter most for the loss.
         for i in np.argsort(-np.abs(analytic).reshape(-1))[:samples_per_array]:

@@ -84,8 +84,15 @@ def squared_error(z2: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray
     return float(loss), a2, dz2
 
 
-# The two losses mlknobs trains with, by the names its settings use (config.LOSS_NAMES).
+# The two losses mlknobs trains with, by the names its settings use (config.LOSS_NAMES), and the
+# same equations in words for one digit (B = 1), as `mlknobs explain` prints them.
 LOSS_FUNCTIONS = {"cross-entropy": cross_entropy, "mse": squared_error}
+LOSS_FORMULAS = {
+    "cross-entropy": {"output": "a2 = softmax(z2) = e^z2[k] / sum_m e^z2[m]", "loss": "Loss = -log a2[label]",
+                      "dz2": "dLoss/dz2[k] = a2[k] - y[k]"},
+    "mse": {"output": "a2 = sigmoid(z2) = 1 / (1 + e^-z2[k])", "loss": "Loss = 1/2 * sum_k (a2[k] - y[k])^2",
+            "dz2": "dLoss/dz2[k] = (a2[k] - y[k]) * a2[k] * (1 - a2[k])"},
+}
 
 
 def backward(p: Params, cache: Cache, dz2: np.ndarray) -> Params:
