@@ -146,3 +146,39 @@ def test_ctrl_c_while_augmenting_stops_the_worker(mnist_small):
     with pytest.raises(TrainingInterrupted):
         fit(small_config(epochs=2, rotate=5.0), *mnist_small, CLASSES, callback=ctrl_c)
     assert not any(t.name == "mlknobs-augment" and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_callback_returning_true_stops_at_that_step_like_ctrl_c(mnist_small, tmp_path):
+    checkpoint = tmp_path / "model.ckpt.npz"
+    steps = []
+
+    def stop_in_epoch_2(progress):
+        if progress.event == "step":
+            steps.append((progress.epoch, progress.batch))
+        return progress.event == "step" and progress.epoch == 2 and progress.batch == 3
+
+    with pytest.raises(TrainingInterrupted, match="epoch 1 of 3") as stopped:
+        fit(small_config(), *mnist_small, CLASSES, checkpoint=checkpoint, callback=stop_in_epoch_2)
+    assert steps[-1] == (2, 3)                               # no step after the one that said stop
+    assert stopped.value.epochs_done == 1 and stopped.value.checkpoint == checkpoint
+    assert load_checkpoint(checkpoint).state["loop"]["epochs_done"] == 1
+
+    with pytest.raises(TrainingInterrupted, match="nothing was saved"):    # at "start": before any step
+        fit(small_config(), *mnist_small, CLASSES, callback=lambda progress: progress.event == "start")
+
+
+def test_each_step_shows_its_batch_and_the_networks_guesses(mnist_small):
+    train, _ = mnist_small
+    seen = []
+
+    def look(progress):
+        if progress.event == "step":
+            seen.append((progress.pixels.copy(), progress.labels.copy(), progress.guesses.copy()))
+
+    fit(small_config(epochs=1, batch_size=500), *mnist_small, CLASSES, callback=look)
+    assert len(seen) == 12 and sum(len(labels) for _, labels, _ in seen) == 6000
+    for pixels, labels, guesses in seen:
+        assert pixels.shape == (len(labels), 784) and pixels.dtype == np.uint8 and guesses.shape == labels.shape
+        rows = [np.flatnonzero((train.images == row).all(axis=1))[0] for row in pixels[:3]]
+        assert list(train.labels[rows]) == list(labels[:3])           # the batch's own digits and labels
+    assert np.mean(seen[-1][2] == seen[-1][1]) > 0.5                  # guesses are the network's: mostly right

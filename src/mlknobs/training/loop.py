@@ -53,7 +53,10 @@ class Progress:
     event: "start" (before the first step), "step" (after each optimizer step) or "epoch" (after
     each epoch, with its history `entry`). epoch and batch count from 1; at "start", `epoch` is
     the first epoch this run will train (more than 1 when resuming) and `batch` is 0. `params` are
-    the live knobs: read them, never change them.
+    the live knobs: read them, never change them. At "step", `pixels` (n, 784) uint8, `labels` (n,)
+    and `guesses` (n,) are the batch just trained on and the network's answers to it (before the
+    step): views of buffers, valid only during the call. A callback that returns True stops the
+    run at this step boundary, as Ctrl-C does (TrainingInterrupted, the last epoch's checkpoint kept).
     """
 
     event: str
@@ -65,9 +68,16 @@ class Progress:
     learning_rate: float        # the rate of the last step (start: of the first)
     params: Params
     entry: dict | None = None
+    pixels: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    guesses: np.ndarray | None = None
 
 
-Callback = Callable[[Progress], None]
+Callback = Callable[[Progress], "bool | None"]     # True: stop the run
+
+
+class _StopRequested(Exception):
+    """The callback asked to stop (handled like Ctrl-C)."""
 
 
 @dataclass
@@ -150,16 +160,17 @@ class _Fit:
         return learning_rate_at(self.config.schedule, self.config.learning_rate, step, self.total_steps)
 
     def tell(self, event: str, epoch: int, batch: int, loss: float, learning_rate: float,
-             entry: dict | None = None) -> None:
-        if self.callback is not None:
-            self.callback(Progress(event, epoch, self.config.epochs, batch, self.steps_per_epoch, loss,
-                                   learning_rate, self.params, entry))
+             entry: dict | None = None, **batch_arrays) -> None:
+        if self.callback is not None and self.callback(Progress(
+                event, epoch, self.config.epochs, batch, self.steps_per_epoch, loss, learning_rate,
+                self.params, entry, **batch_arrays)) is True:
+            raise _StopRequested
 
     def run(self, test: Split, checkpoint: Path | None) -> Model:
         config, state, model = self.config, self.state, self.model
         saved_epochs = state.epochs_done
-        self.tell("start", state.epochs_done + 1, 0, math.nan, self.learning_rate(state.step))
         try:
+            self.tell("start", state.epochs_done + 1, 0, math.nan, self.learning_rate(state.step))
             for epoch in range(state.epochs_done, config.epochs):
                 if config.early_stopping and state.epochs_without_improvement >= config.early_stopping:
                     break
@@ -171,7 +182,7 @@ class _Fit:
                     saved_epochs = state.epochs_done
                 self.tell("epoch", epoch + 1, self.steps_per_epoch, entry["train_loss"],
                           entry["learning_rate"], entry)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, _StopRequested):
             if checkpoint is not None and saved_epochs:
                 message = f"interrupted; epoch {saved_epochs} of {config.epochs} is saved in {checkpoint}"
             else:
@@ -209,7 +220,8 @@ class _Fit:
                 learning_rate = self.learning_rate(state.step)
                 self.optimizer.step(net.backward(cache, labels), learning_rate)
                 state.step += 1
-                self.tell("step", epoch + 1, b + 1, loss, learning_rate)
+                self.tell("step", epoch + 1, b + 1, loss, learning_rate,
+                          pixels=pixels, labels=labels, guesses=predictions[done])
 
         entry = {"epoch": epoch + 1, "train_loss": float(sample_losses.mean(dtype=np.float64)),
                  "train_accuracy": float(np.count_nonzero(predictions == self.fit_set.labels[order])) / len(order),
