@@ -1,4 +1,4 @@
-"""files.py: reading only regular files of bounded size, safe outputs, stale temps, one writer at a time."""
+"""mlknobs.files: reading only regular files of bounded size, safe outputs, stale temps, one writer at a time."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from mlknobs import files
 from mlknobs.errors import ImageError, ModelFileError, OutputError
 from mlknobs.files import (
     OutputBusy,
     OutputLock,
     atomic_write,
     check_writable,
+    lock,
     lock_path_for,
     open_regular,
     read_bounded,
@@ -91,7 +91,7 @@ def test_a_fifo_swapped_in_after_the_check_neither_blocks_nor_passes(tmp_path, m
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     real_stat = os.stat
-    monkeypatch.setattr(files.os, "stat", lambda p, *a, **k: real_stat(regular if Path(p) == fifo else p, *a, **k))
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: real_stat(regular if Path(p) == fifo else p, *a, **k))
     with pytest.raises(ModelFileError, match="FIFO"):
         open_regular(fifo, 100, error=ModelFileError)     # open(O_NONBLOCK) returns, fstat refuses
 
@@ -317,7 +317,7 @@ def test_a_killed_holder_never_leaves_the_output_locked(tmp_path, no_hang):
     assert not lock_path_for(out).exists()
 
 
-def test_locking_a_lock_file_that_its_holder_just_deleted_starts_over(tmp_path):
+def test_locking_a_lock_file_that_its_holder_just_deleted_starts_over(tmp_path, monkeypatch):
     """B opened the lock file, A released (deleting it), B's flock succeeds on a deleted file:
     B must notice and lock the file at the path instead, so a third writer C is refused."""
     out = tmp_path / "m.npz"
@@ -326,17 +326,15 @@ def test_locking_a_lock_file_that_its_holder_just_deleted_starts_over(tmp_path):
     stale_fd = os.open(a.lock_path, os.O_RDWR)               # B's open, before A lets go
     a.release()
     b = OutputLock(out)
-    real_open, calls = OutputLock._open, []
+    real_open, calls = lock._open, []
 
-    def open_stale_first(self):
+    def open_stale_first(lock_path):
         calls.append(1)
-        return stale_fd if len(calls) == 1 else real_open(self)
+        return stale_fd if len(calls) == 1 else real_open(lock_path)
 
-    OutputLock._open = open_stale_first
-    try:
-        b.acquire()
-    finally:
-        OutputLock._open = real_open
+    monkeypatch.setattr(lock, "_open", open_stale_first)
+    b.acquire()
+    monkeypatch.undo()
     assert len(calls) == 2 and b.lock_path.exists()
     with pytest.raises(OutputBusy):
         OutputLock(out).acquire()                             # C

@@ -9,6 +9,7 @@ limits of a second or less, inside `time_limit`, so that a regression fails inst
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -28,20 +29,20 @@ from click.testing import CliRunner
 
 from conftest import make_idx_dataset
 from mlknobs.cli import cli
-from mlknobs.data import datasets, download
+from mlknobs.data import datasets
 from mlknobs.data.datasets import DatasetSpec
 from mlknobs.data.download import (
-    DataDirNotWritable,
     DownloadSettings,
-    DownloadSettingsError,
     Mirror,
     ensure_dataset,
     ensure_file,
     file_lock,
     mirrors_for,
     parse_mirror,
+    partfile,
+    remote,
 )
-from mlknobs.errors import DownloadError, MlknobsError
+from mlknobs.errors import DataDirNotWritable, DownloadError, DownloadSettingsError, MlknobsError
 
 IMAGES = "train-images-idx3-ubyte.gz"
 LABELS = "train-labels-idx1-ubyte.gz"
@@ -331,7 +332,7 @@ def test_503_once_then_success(tiny, http_server):
 
 def test_retries_wait_with_exponential_backoff_then_give_up(tiny, http_server, monkeypatch):
     waits = []
-    monkeypatch.setattr(download, "time", types.SimpleNamespace(sleep=waits.append))
+    monkeypatch.setattr(remote, "time", types.SimpleNamespace(sleep=waits.append))
     base = serve_dataset(http_server, tiny, **{IMAGES: ("503",)})
     settings = DownloadSettings(retries=3, backoff=0.5)
 
@@ -575,7 +576,7 @@ def test_download_knob_defaults_suit_a_slow_link():
 
 def test_waits_between_attempts_are_capped(tiny, http_server, monkeypatch):
     waits = []
-    monkeypatch.setattr(download, "time", types.SimpleNamespace(sleep=waits.append))
+    monkeypatch.setattr(remote, "time", types.SimpleNamespace(sleep=waits.append))
     base = serve_dataset(http_server, tiny, **{IMAGES: ("503",)})
     settings = DownloadSettings(retries=20, backoff=60, deadline=24 * 3600)
 
@@ -587,7 +588,7 @@ def test_waits_between_attempts_are_capped(tiny, http_server, monkeypatch):
 
 def test_the_deadline_covers_the_waits_between_attempts(tiny, http_server, monkeypatch):
     waits = []
-    monkeypatch.setattr(download, "time", types.SimpleNamespace(sleep=waits.append))
+    monkeypatch.setattr(remote, "time", types.SimpleNamespace(sleep=waits.append))
     base = serve_dataset(http_server, tiny, **{IMAGES: ("503",)})
     settings = DownloadSettings(retries=10, backoff=1, deadline=1.5)
 
@@ -626,7 +627,7 @@ def test_unknown_host_is_not_retried(tiny, monkeypatch):
 
     waits = []
     monkeypatch.setattr(socket, "getaddrinfo", no_dns)
-    monkeypatch.setattr(download, "time", types.SimpleNamespace(sleep=waits.append))
+    monkeypatch.setattr(remote, "time", types.SimpleNamespace(sleep=waits.append))
 
     with pytest.raises(DownloadError) as error:
         ensure_file(tiny.spec, IMAGES, tiny.data_dir, mirrors_for(tiny.spec, ["https://mirror.example/"]),
@@ -724,7 +725,7 @@ def test_false_huge_length_is_refused_before_a_byte_is_written(tiny, http_server
     def must_not_write(*args, **kwargs):
         raise AssertionError("wrote the body of a response announcing too many bytes")
 
-    monkeypatch.setattr(download, "_save_body", must_not_write)
+    monkeypatch.setattr(remote, "_save_body", must_not_write)
     base = serve_dataset(http_server, tiny, **{IMAGES: ("huge-length",)})
 
     with time_limit(10):
@@ -766,9 +767,9 @@ def _one_byte_too_many(path: Path, data: bytes) -> None:
     path.write_bytes(data + b"\0")
 
 
-LOCAL_HAZARDS = [(_fifo, "not a regular file (a FIFO)"),
-                 (_dev_zero, "not a regular file (a character device)"),
-                 (_directory, "not a regular file (a directory)"),
+LOCAL_HAZARDS = [(_fifo, "is a FIFO (named pipe), not a regular file"),
+                 (_dev_zero, "is a character device, not a regular file"),
+                 (_directory, "is a directory, not a regular file"),
                  (_sparse_10_gb, "10737418240 bytes, more than the {size} bytes of the official file"),
                  (_one_byte_too_many, "{size_plus_1} bytes, more than the {size} bytes of the official file")]
 
@@ -802,7 +803,7 @@ def test_local_file_that_grows_while_copied_is_cut_at_the_official_size(tiny, tm
     hostile = tmp_path / "hostile"
     (hostile / "mnist").mkdir(parents=True)
     (hostile / "mnist" / IMAGES).write_bytes(tiny.files[IMAGES] * 3)
-    monkeypatch.setattr(download.os, "fstat", shrunk)
+    monkeypatch.setattr(os, "fstat", shrunk)
 
     message = failure_of(tiny, str(hostile))
 
@@ -863,7 +864,7 @@ def test_failed_download_leaves_nothing_behind(tiny, http_server, behaviour):
 @pytest.mark.parametrize("local", [True, False], ids=["local", "http"])
 def test_ctrl_c_mid_transfer_leaves_nothing_behind_and_releases_the_lock(tiny, http_server, monkeypatch, local):
     base = str(tiny.source) if local else serve_dataset(http_server, tiny, **{IMAGES: ("slow",)})
-    real_write = download._write_part
+    real_write = partfile.write_part
     writes = []
 
     def interrupted(f, data, part):
@@ -871,13 +872,13 @@ def test_ctrl_c_mid_transfer_leaves_nothing_behind_and_releases_the_lock(tiny, h
         real_write(f, data, part)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(download, "_write_part", interrupted)
+    monkeypatch.setattr(partfile, "write_part", interrupted)
 
     with pytest.raises(KeyboardInterrupt):
         fetch_images(tiny, base)
 
     assert writes and leftovers(tiny) == []
-    monkeypatch.setattr(download, "_write_part", real_write)
+    monkeypatch.setattr(partfile, "write_part", real_write)
     with time_limit(10):
         assert fetch_images(tiny, base).read_bytes() == tiny.files[IMAGES]   # the lock was released
 
@@ -1042,7 +1043,7 @@ def test_a_file_system_without_flock_still_downloads(tiny, monkeypatch):
     def no_locks(fd, operation):
         raise OSError(37, "No locks available")   # ENOLCK: NFSv3 without lockd
 
-    monkeypatch.setattr(download.fcntl, "flock", no_locks)
+    monkeypatch.setattr(fcntl, "flock", no_locks)
 
     assert fetch_images(tiny, str(tiny.source)).read_bytes() == tiny.files[IMAGES]
     assert leftovers(tiny) == []
@@ -1067,3 +1068,27 @@ def test_the_lock_is_reentrant_within_a_thread_and_excludes_other_threads(tmp_pa
 
     assert entered.is_set()
     assert list(tmp_path.iterdir()) == []   # the lock file went with the last holder
+
+
+def test_the_download_lock_is_the_output_lock_algorithm(tmp_path):
+    """One lock for both: while a download holds x.gz, a writer of x.gz is refused, naming this process."""
+    from mlknobs.files import OutputBusy, OutputLock
+
+    with file_lock(tmp_path, "x.gz"):
+        with pytest.raises(OutputBusy, match=f"pid {os.getpid()}"):
+            OutputLock(tmp_path / "x.gz").acquire()
+    with OutputLock(tmp_path / "x.gz") as output_lock:    # the download's release really let go
+        assert output_lock.held
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("make", [lambda p: p.symlink_to("/dev/null"), os.mkfifo], ids=["symlink", "fifo"])
+def test_a_lock_file_that_is_not_a_regular_file_is_a_data_dir_error_naming_it(tiny, make, no_hang):
+    tiny.dest.mkdir(parents=True)
+    make(tiny.dest / f".{IMAGES}.lock")
+
+    with pytest.raises(DataDirNotWritable) as error:
+        fetch_images(tiny, str(tiny.source))
+
+    assert f".{IMAGES}.lock is a" in str(error.value) and "remove it" in str(error.value)
+    assert not (tiny.dest / IMAGES).exists()

@@ -24,9 +24,9 @@ import numpy as np
 
 from mlknobs.data import idx
 from mlknobs.data.datasets import SPLIT_FILES, DatasetSpec, get_dataset
-from mlknobs.data.download import DownloadSettings, ensure_file, file_lock, mirrors_for, remove_stale_temporaries
+from mlknobs.data.download import DownloadSettings, ensure_file, file_lock, mirrors_for
 from mlknobs.errors import DataFormatError, SettingsError
-from mlknobs.files import atomic_write
+from mlknobs.files import atomic_write, remove_stale_temps
 
 CACHE_VERSION = 2   # 2: the record also holds the inode of the .gz
 
@@ -136,7 +136,7 @@ def _write_cache(gz: Path, sha256: str, array: np.ndarray, locked: bool = False)
         npy.parent.mkdir(exist_ok=True)
         if locked:
             for path in (npy, record):
-                remove_stale_temporaries(path.parent, path.name)
+                remove_stale_temps(path)
         atomic_write(npy, lambda f: np.save(f, array, allow_pickle=False))
         # The record goes last: a cache without its record is never trusted.
         atomic_write(record, lambda f: f.write(json.dumps(_stamp(gz, sha256)).encode()))
