@@ -70,12 +70,15 @@ def command(ctx: click.Context, model_path: Path, fresh_network: bool, picture: 
 
     _check_combinations(ctx, fresh_network, picture, index, label)
     if plot_path is not None:
+        from mlknobs.errors import PlotError
+        from mlknobs.files import check_writable
         from mlknobs.viz.plots import picture_format, require_matplotlib
 
         require_matplotlib()
-        picture_format(plot_path)
-        from mlknobs.files import check_writable
-
+        try:
+            picture_format(plot_path)
+        except PlotError as e:
+            raise click.BadParameter(str(e), param_hint="'--plot'") from e
         check_writable(plot_path)
 
     if fresh_network:
