@@ -55,3 +55,17 @@ def test_every_bad_setting_is_reported_not_only_the_first_of_a_wrong_type():
         TrainConfig(momentum="high", dropout=2.0, epochs="3")
 
     assert error.value.settings == ["epochs", "momentum", "dropout"]
+
+
+def test_config_sits_below_the_data_layer_and_names_exactly_the_registered_datasets():
+    import subprocess
+    import sys
+
+    loaded = subprocess.run([sys.executable, "-c", "import sys, mlknobs.config; "
+                             "print(sorted(m for m in sys.modules if m.startswith(('mlknobs.', 'numpy'))))"],
+                            capture_output=True, text=True, check=True).stdout
+    from mlknobs.config import DATASET_NAMES
+    from mlknobs.data.datasets import DATASETS
+
+    assert "mlknobs.data" not in loaded and "numpy" not in loaded and "mlknobs.config" in loaded
+    assert tuple(DATASETS) == DATASET_NAMES

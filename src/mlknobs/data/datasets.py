@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mlknobs.config import DATASET_NAMES
+
 SPLIT_FILES = {
     # split: (images file, labels file)
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -81,6 +83,7 @@ FASHION_MNIST = DatasetSpec(
 )
 
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (MNIST, FASHION_MNIST)}
+assert tuple(DATASETS) == DATASET_NAMES, "config.DATASET_NAMES must list exactly the datasets in DATASETS"
 
 
 def get_dataset(name: str) -> DatasetSpec:
