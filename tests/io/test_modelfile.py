@@ -216,3 +216,43 @@ def test_saving_over_a_fifo_or_device_is_refused(tmp_path, no_hang):
         save_model(link, a_model())
     assert link.is_symlink() and os.path.realpath(link) == "/dev/null"
 
+
+
+def test_the_digest_is_of_the_bytes_loaded(tmp_path):
+    import hashlib
+
+    path = tmp_path / "m.npz"
+    save_model(path, a_model())
+    model, digest = modelfile.load_model_and_sha256(path)
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert model.params.hidden_size == 8
+
+
+def test_a_file_that_grows_while_it_is_hashed_is_refused(tmp_path, monkeypatch):
+    """The digest covers exactly the size found on the open descriptor; a writer appending meanwhile is caught."""
+    path = tmp_path / "m.npz"
+    save_model(path, a_model())
+    monkeypatch.setattr(modelfile, "HASH_CHUNK", 1024)
+    opened = modelfile.open_regular
+
+    class Growing:
+        def __init__(self, f):
+            self.f = f
+
+        def read(self, n=-1):
+            with open(path, "ab") as writer:                # another process appending
+                writer.write(b"x" * 10)
+            return self.f.read(n)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(modelfile, "open_regular", lambda *a, **k: Growing(opened(*a, **k)))
+    with pytest.raises(ModelFileError, match="changed while it was being read"):
+        modelfile.load_model_and_sha256(path)

@@ -125,3 +125,59 @@ def test_invalid_code_points_in_the_stored_text_are_refused(tmp_path, code_point
     with pytest.raises(ModelFileError, match="not valid Unicode text"):
         load_model(path)
 
+
+
+# The reader on its own: any .npz, no model semantics
+
+def bare_archive(path, arrays: dict[str, np.ndarray], compression=zipfile.ZIP_STORED):
+    write_entries(path, {f"{name}.npy": npy_bytes(array) for name, array in arrays.items()}, compression)
+    return path
+
+
+def test_the_reader_gives_native_arrays_from_any_byte_order_and_layout(tmp_path):
+    from mlknobs.io.npz import open_archive, open_entry
+
+    wide = np.arange(12, dtype=">f8").reshape(3, 4)
+    path = bare_archive(tmp_path / "a.npz", {"big": wide, "fortran": np.asfortranarray(wide.astype("<i2"))},
+                        zipfile.ZIP_DEFLATED)
+    with open(path, "rb") as f, open_archive(f, path, max_entries=2, kind="test file") as archive:
+        big, fortran = (open_entry(archive, name, path).read_array(archive, path) for name in ("big", "fortran"))
+    assert big.dtype == np.float64 and big.dtype.isnative and fortran.dtype == np.int16
+    np.testing.assert_array_equal(big, wide)
+    np.testing.assert_array_equal(fortran, wide)
+
+
+def test_the_entry_count_is_the_callers_limit(tmp_path):
+    from mlknobs.io.npz import open_archive
+
+    path = bare_archive(tmp_path / "a.npz", {f"x{i}": np.zeros(1) for i in range(3)})
+    with open(path, "rb") as f, pytest.raises(ModelFileError, match="lists 3 entries .* a test file has at most 2"):
+        with open_archive(f, path, max_entries=2, kind="test file"):
+            pass
+
+
+def patch_entry_headers(path, offset: int, value: int) -> None:
+    """Set a 16-bit field at `offset` of every local header (PK\\x03\\x04) and of every entry of the
+    table of contents (PK\\x01\\x02, where the same field sits 2 bytes further)."""
+    data = bytearray(path.read_bytes())
+    for signature, at in ((b"PK\x03\x04", offset), (b"PK\x01\x02", offset + 2)):
+        start = 0
+        while (start := data.find(signature, start)) >= 0:
+            struct.pack_into("<H", data, start + at, value)
+            start += 4
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("offset, value, raised", [
+    (8, 99, NotImplementedError),       # an unknown compression method
+    (6, 1, RuntimeError),               # the encryption flag
+    (8, 12, OSError),                   # bzip2 announced on deflated data
+])
+def test_whatever_zipfile_raises_on_a_damaged_entry_is_one_model_file_error(tmp_path, offset, value, raised):
+    path = tmp_path / "m.npz"
+    save_model(path, a_model())
+    write_entries(path, entries_of(path), zipfile.ZIP_DEFLATED)
+    patch_entry_headers(path, offset, value)
+    with pytest.raises(ModelFileError, match=r"m\.npz is not an mlknobs model file \(unreadable \.npz: ") as caught:
+        load_model(path)
+    assert isinstance(caught.value.__cause__, raised) and "\n" not in str(caught.value)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 
 from mlknobs.config import TrainConfig
-from mlknobs.errors import SettingsError
+from mlknobs.errors import SettingsError, TrainingInterrupted
 from mlknobs.training.lr_find import (
     BLOW_UP,
     DEFAULT_RULE,
@@ -82,3 +83,70 @@ def test_bad_options_are_refused_naming_them(synthetic_splits, options, setting)
     with pytest.raises(SettingsError) as refused:
         lr_find(CONFIG, train, **options)
     assert setting in refused.value.settings
+
+
+def test_the_range_test_trains_the_network_fit_trains_dropout_included(synthetic_splits):
+    """Its first batch is fit's first batch: same knobs, same order, same dropout mask, same loss."""
+    from mlknobs.training.loop import fit
+
+    train, test = synthetic_splits
+    config = CONFIG.replace(dropout=0.5, epochs=1)
+    first_losses = []
+
+    def first_step(progress):
+        if progress.event == "step" and not first_losses:
+            first_losses.append(progress.loss)
+            raise KeyboardInterrupt                       # one step is all this test needs
+
+    with pytest.raises(TrainingInterrupted):
+        fit(config, train, test, [str(d) for d in range(10)], callback=first_step)
+    with_dropout = lr_find(config, train, steps=20)
+    without = lr_find(config.replace(dropout=0.0), train, steps=20)
+    assert with_dropout.losses[0] == pytest.approx(first_losses[0], rel=1e-5)
+    assert without.losses[0] != pytest.approx(first_losses[0], rel=1e-3)     # the mask changes the loss
+
+
+@pytest.mark.parametrize("options, setting", [
+    ({"steps": 10**9}, "steps"), ({"steps": 10**26}, "steps"), ({"steps": 1e26}, "steps"), ({"steps": True}, "steps"),
+    ({"start_lr": 1e-308, "end_lr": 1e308}, "start_lr"), ({"start_lr": 1e-308, "end_lr": 1e308}, "end_lr"),
+    ({"end_lr": math.inf}, "end_lr"), ({"start_lr": math.nan}, "start_lr"), ({"start_lr": 0.0}, "start_lr"),
+    ({"end_lr": 1e7}, "end_lr"), ({"start_lr": 1e-11}, "start_lr"),
+])
+def test_steps_and_learning_rates_are_bounded(synthetic_splits, options, setting):
+    from mlknobs.training.lr_find_settings import LR_RANGE, STEPS_RANGE
+
+    train, _ = synthetic_splits
+    with pytest.raises(SettingsError) as refused:
+        lr_find(CONFIG, train, **options)
+    assert setting in refused.value.settings
+    bound = STEPS_RANGE if setting == "steps" else LR_RANGE
+    assert bound.describe() in str(refused.value)
+
+
+def test_the_widest_range_allowed_suggests_a_finite_rate_without_warnings(synthetic_splits):
+    from mlknobs.training.lr_find_settings import MAX_LR, MIN_LR
+
+    train, _ = synthetic_splits
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                    # a RuntimeWarning from NumPy fails the test
+        for rule in RULES:
+            result = lr_find(CONFIG, train, start_lr=MIN_LR, end_lr=MAX_LR, steps=50, rule=rule)
+            assert math.isfinite(result.suggested_lr) and result.suggested_lr > 0
+            assert all(MIN_LR <= lr <= MAX_LR for lr in result.learning_rates)
+
+
+def test_rates_too_close_to_tell_apart_still_give_a_rate_from_the_curve(synthetic_splits):
+    train, _ = synthetic_splits
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = lr_find(CONFIG, train, start_lr=0.1, end_lr=0.1 * (1 + 2**-50), steps=40, rule="steepest")
+    assert result.suggested_lr in result.learning_rates
+
+
+def test_a_curve_that_gives_no_rate_is_a_typed_error(synthetic_splits, monkeypatch):
+    from mlknobs.training import lr_find as module
+
+    train, _ = synthetic_splits
+    monkeypatch.setitem(module.RULES, "steepest", (lambda lrs, losses: math.inf, "a broken rule"))
+    with pytest.raises(SettingsError, match="gives no learning rate to suggest"):
+        lr_find(CONFIG, train, steps=20, rule="steepest")

@@ -26,14 +26,14 @@ from mlknobs.config import TrainConfig, max_threads
 from mlknobs.data.augment import Distortions
 from mlknobs.data.batches import augmented_batches, batches
 from mlknobs.data.splits import Split, split_validation
-from mlknobs.errors import DataFormatError, ModelFileError, SettingsError, TrainingDiverged, TrainingInterrupted
+from mlknobs.errors import ModelFileError, TrainingDiverged, TrainingInterrupted
 from mlknobs.io.modelfile import Checkpoint, save_checkpoint
 from mlknobs.nn.activations import sigmoid_slope
 from mlknobs.nn.blas import blas_threads
 from mlknobs.nn.evaluate import accuracy_and_loss
-from mlknobs.nn.model import MIN_INPUT_STD, InputScaling, Model, Network, Params
-from mlknobs.nn.optim import SGD
+from mlknobs.nn.model import Model, Params
 from mlknobs.nn.schedules import PEAK_AT, learning_rate_at
+from mlknobs.training.step import Stepper, check_initial, fresh_start
 
 # Weights this large mean the run has blown up (trained MNIST nets stay well below 100).
 EXPLODED_WEIGHT = 1e4
@@ -127,19 +127,13 @@ class _Fit:
         self.total_steps = config.epochs * self.steps_per_epoch
         self.rng = np.random.default_rng(config.seed)
         if resume is None and initial is not None:
-            if initial.params.hidden_size != config.hidden_size:
-                raise SettingsError([("hidden_size", f"{{hidden_size}} {config.hidden_size} does not match the "
-                                                     f"{initial.params.hidden_size} hidden units of the initial model")])
+            check_initial(config, initial)
             params = initial.params.copy()
             self.model = Model(params, config, initial.scaling, list(class_names), parent=parent)
             self.state = _LoopState()
             self.best = params.copy() if config.early_stopping else None
         elif resume is None:
-            params = Params.initial(config.hidden_size, self.rng)
-            scaling = InputScaling.fit(self.fit_set.images)
-            if scaling.std < MIN_INPUT_STD:
-                raise DataFormatError(f"the {len(self.fit_set):,} training images are (nearly) all the same "
-                                      f"(pixel std {scaling.std:.1e}): there is nothing to learn from")
+            params, scaling = fresh_start(config, self.fit_set, self.rng)
             self.model = Model(params, config, scaling, list(class_names))
             self.state = _LoopState()
             self.best = params.copy() if config.early_stopping else None
@@ -149,12 +143,11 @@ class _Fit:
             self.rng.bit_generator.state = resume.state["rng"]
             self.best = resume.best
         self.params, self.scaling = self.model.params, self.model.scaling
-        self.optimizer = SGD(self.params, config.momentum, config.nesterov, config.weight_decay)
+        batch_rows = min(config.batch_size, len(self.fit_set))    # no buffer larger than the data
+        self.stepper = Stepper(config, self.params, self.scaling, batch_rows, self.rng)
+        self.net, self.optimizer = self.stepper.net, self.stepper.optimizer
         if resume is not None:
             self.optimizer.velocity.copy_from(resume.velocity)
-        batch_rows = min(config.batch_size, len(self.fit_set))    # no buffer larger than the data
-        self.net = Network(self.params, config.loss, batch_rows, dropout=config.dropout)
-        self.pixels = np.empty((batch_rows, self.fit_set.images.shape[1]), np.uint8)
 
     def learning_rate(self, step: int) -> float:
         return learning_rate_at(self.config.schedule, self.config.learning_rate, step, self.total_steps)
@@ -210,15 +203,14 @@ class _Fit:
         predictions = np.empty(len(order), np.intp)
         with closing(self.batches(order, epoch)) as source:      # closing stops an augmentation worker
             for b, (done, pixels, labels) in enumerate(source):
-                keep = net.dropout_mask(len(labels), self.rng) if self.config.dropout else None
-                a2, cache = net.forward(net.load_pixels(pixels, self.scaling), keep)    # (n, 10)
+                a2, cache = self.stepper.forward(pixels)                 # (n, 10), dropout drawn
                 net.loss.samples(a2, labels, out=sample_losses[done])
                 np.argmax(a2, axis=1, out=predictions[done])
                 loss = float(sample_losses[done].mean())
                 if b % CHECK_EVERY == 0 or b == self.steps_per_epoch - 1:
                     self.check_divergence(loss, epoch, b)
                 learning_rate = self.learning_rate(state.step)
-                self.optimizer.step(net.backward(cache, labels), learning_rate)
+                self.stepper.step(cache, labels, learning_rate)
                 state.step += 1
                 self.tell("step", epoch + 1, b + 1, loss, learning_rate,
                           pixels=pixels, labels=labels, guesses=predictions[done])
@@ -241,7 +233,7 @@ class _Fit:
         """The epoch's batches: the clean digits, or distorted copies made on another thread."""
         config = self.config
         if not config.augmented:
-            return batches(self.fit_set, order, config.batch_size, self.pixels)
+            return batches(self.fit_set, order, config.batch_size, self.stepper.pixels)
         return augmented_batches(self.fit_set, order, config.batch_size, Distortions(**config.distortions),
                                  config.seed, epoch)
 

@@ -17,7 +17,8 @@ finite): everything past that point only measures divergence. A rule from `RULES
 learning rate off the curve.
 
 Nothing is saved: the network, its optimizer and the batches live and die here (no model file,
-no checkpoint). The run uses the network's own Network and SGD, the same as training does.
+no checkpoint). They are set up by training/step.py, as `fit` sets them up (dropout included), so
+the test measures the network `train` will run.
 """
 
 from __future__ import annotations
@@ -31,15 +32,13 @@ import numpy as np
 from mlknobs.config import TrainConfig, max_threads
 from mlknobs.data.batches import batches
 from mlknobs.data.splits import Split, split_validation
-from mlknobs.errors import DataFormatError, SettingsError
+from mlknobs.errors import SettingsError
 from mlknobs.nn.blas import blas_threads
-from mlknobs.nn.model import MIN_INPUT_STD, InputScaling, Network, Params
-from mlknobs.nn.optim import SGD
+from mlknobs.training.lr_find_settings import END_LR, START_LR, STEPS, problems
+from mlknobs.training.step import Stepper, fresh_start
 
-START_LR, END_LR, STEPS = 1e-5, 10.0, 200
 SMOOTHING = 0.98     # beta of the moving average: about the last 50 batches count
 BLOW_UP = 4.0        # stop once the smoothed loss exceeds this many times its minimum
-MIN_STEPS = 10
 SKIP_START = 10      # the first points' average rests on a few batches: too noisy for a slope
 
 
@@ -66,9 +65,11 @@ def steepest_descent(learning_rates: np.ndarray, losses: np.ndarray) -> float:
     """Where the smoothed loss falls fastest against log(lr), before its minimum."""
     lowest = int(np.argmin(losses))
     start = min(SKIP_START, max(lowest - 1, 0))
-    if lowest - start < 2:                      # no descent to speak of: the minimum is the best we have
-        return float(learning_rates[lowest])
     log_lr = np.log(learning_rates[start:lowest + 1])
+    # No descent to speak of, or rates so close that they round to the same float (no slope can be
+    # taken): the minimum is the best we have.
+    if lowest - start < 2 or not np.all(np.diff(log_lr) > 0):
+        return float(learning_rates[lowest])
     slope = np.gradient(losses[start:lowest + 1], log_lr)          # d loss / d log(lr)
     return float(learning_rates[start + int(np.argmin(slope))])
 
@@ -93,56 +94,46 @@ def lr_find(config: TrainConfig, train: Split, *, start_lr: float = START_LR, en
     """Run the range test with the network settings of `config` on `train` (its fit part, without
     the last `config.val_size` samples, as training uses it); returns the curve and a suggestion.
 
-    Uses config's hidden_size, batch_size, momentum, nesterov, weight_decay, loss, val_size, seed and
-    threads; its learning rate, schedule and epochs play no part.
+    Uses config's hidden_size, batch_size, momentum, nesterov, weight_decay, loss, dropout, val_size,
+    seed and threads (the network and optimizer are set up as `fit` sets them up: training/step.py);
+    its learning rate, schedule and epochs play no part. start_lr and end_lr lie in LR_RANGE, steps
+    in STEPS_RANGE (lr_find_settings.py); anything else raises SettingsError naming it.
     """
-    problems = []
-    if not (math.isfinite(start_lr) and math.isfinite(end_lr) and 0 < start_lr < end_lr):
-        problems.append(("start_lr", f"the learning rates must rise from {{start_lr}} to {{end_lr}} "
-                                      f"(got {start_lr:g} to {end_lr:g}, both positive)"))
-    if not isinstance(steps, int) or steps < MIN_STEPS:
-        problems.append(("steps", f"{{steps}} must be at least {MIN_STEPS}"))
+    found = problems(start_lr, end_lr, steps)
     if rule not in RULES:
-        problems.append(("rule", f"{{rule}} must be one of {', '.join(RULES)}"))
-    if problems:
-        raise SettingsError(problems)
+        found.append(("rule", f"{{rule}} must be one of {', '.join(RULES)}"))
+    if found:
+        raise SettingsError(found)
     with blas_threads(min(config.threads, max_threads())):
         return _RangeTest(config, train, start_lr, end_lr, steps).run(rule, callback)
 
 
 class _RangeTest:
-    """The fresh network, its optimizer and an endless stream of shuffled batches."""
+    """The fresh network (set up as `fit` sets it up), its optimizer and an endless stream of shuffled batches."""
 
     def __init__(self, config: TrainConfig, train: Split, start_lr: float, end_lr: float, steps: int):
         self.config, self.steps = config, steps
         self.fit_set, _ = split_validation(train, config.val_size)
         self.rng = np.random.default_rng(config.seed)       # the same initial weights as `train --seed`
-        self.params = Params.initial(config.hidden_size, self.rng)
-        self.scaling = InputScaling.fit(self.fit_set.images)
-        if self.scaling.std < MIN_INPUT_STD:
-            raise DataFormatError(f"the {len(self.fit_set):,} training images are (nearly) all the same "
-                                  f"(pixel std {self.scaling.std:.1e}): there is nothing to learn from")
-        self.optimizer = SGD(self.params, config.momentum, config.nesterov, config.weight_decay)
-        rows = min(config.batch_size, len(self.fit_set))
-        self.net = Network(self.params, config.loss, rows)
-        self.pixels = np.empty((rows, self.fit_set.images.shape[1]), np.uint8)
+        params, scaling = fresh_start(config, self.fit_set, self.rng)
+        self.stepper = Stepper(config, params, scaling, min(config.batch_size, len(self.fit_set)), self.rng)
         self.growth = (end_lr / start_lr) ** (1 / (steps - 1))   # lr_(i+1) = lr_i * growth
-        self.start_lr = start_lr
+        self.start_lr, self.end_lr = start_lr, end_lr
 
     def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(pixels, labels) for ever: epoch after epoch, each in a fresh order."""
         while True:
             order = self.rng.permutation(len(self.fit_set))
-            for _, pixels, labels in batches(self.fit_set, order, self.config.batch_size, self.pixels):
+            for _, pixels, labels in batches(self.fit_set, order, self.config.batch_size, self.stepper.pixels):
                 yield pixels, labels
 
     def run(self, rule: str, callback) -> LrFindResult:
-        net, learning_rates, losses = self.net, [], []
+        stepper, learning_rates, losses = self.stepper, [], []
         average, lowest, stopped_at = 0.0, math.inf, None
         for i, (pixels, labels) in zip(range(self.steps), self.batches()):
-            learning_rate = self.start_lr * self.growth ** i
-            a2, cache = net.forward(net.load_pixels(pixels, self.scaling))      # (n, 10)
-            loss = net.loss.value(a2, labels)
+            learning_rate = min(self.start_lr * self.growth ** i, self.end_lr)   # (rounding may pass end_lr)
+            a2, cache = stepper.forward(pixels)                            # (n, 10), dropout as in training
+            loss = stepper.net.loss.value(a2, labels)
             average = SMOOTHING * average + (1 - SMOOTHING) * loss
             smoothed = average / (1 - SMOOTHING ** (i + 1))               # bias correction
             if not math.isfinite(smoothed):
@@ -156,10 +147,13 @@ class _RangeTest:
                 stopped_at = learning_rate
                 break
             lowest = min(lowest, smoothed)
-            self.optimizer.step(net.backward(cache, labels), learning_rate)
+            stepper.step(cache, labels, learning_rate)
         if not losses:
             raise SettingsError([("start_lr", f"the loss was not finite at the first learning rate, "
                                               f"{{start_lr}} {self.start_lr:g}: start lower")])
         rate, _ = RULES[rule]
         suggested = rate(np.asarray(learning_rates), np.asarray(losses))
+        if not (math.isfinite(suggested) and suggested > 0):      # the rules pick from the curve: never
+            raise SettingsError([("start_lr", f"the curve from {{start_lr}} {self.start_lr:g} to {{end_lr}} "
+                                              f"{self.end_lr:g} gives no learning rate to suggest")])
         return LrFindResult(learning_rates, losses, suggested, rule, stopped_at)

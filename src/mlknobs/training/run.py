@@ -19,7 +19,6 @@ sweep and a web page all follow the same policy:
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +35,10 @@ from mlknobs.errors import (
     TrainingDiverged,
 )
 from mlknobs.files import OutputLock, check_writable, remove_stale_temps
-from mlknobs.io.modelfile import Checkpoint, load_checkpoint, load_model, save_model
+from mlknobs.io.modelfile import Checkpoint, load_checkpoint, load_model_and_sha256, save_model
 from mlknobs.nn.model import Model
 from mlknobs.training.loop import Callback, fit
+from mlknobs.training.step import check_initial
 
 
 def _identity(path: Path) -> tuple | None:
@@ -72,15 +72,12 @@ class DataSource:
         return train, test, list(spec.class_names)
 
 
-def lineage(path: Path, model: Model) -> dict:
-    """What a model trained on from `model` (read from `path`) records about its parent."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+def lineage(path: Path, model: Model, sha256: str) -> dict:
+    """What a model trained on from `model` records about its parent: read from `path`, whose
+    bytes had the digest `sha256` (modelfile.load_model_and_sha256 takes both from one read)."""
     # A path that is not valid text (bytes from another locale) is kept readable, never refused later.
     shown = os.fsencode(Path(path)).decode("utf-8", "backslashreplace")
-    return {"path": shown, "sha256": digest.hexdigest(), "dataset": model.dataset,
+    return {"path": shown, "sha256": sha256, "dataset": model.dataset,
             "test_accuracy": model.results.get("test_accuracy")}
 
 
@@ -144,13 +141,11 @@ def _run_locked(config, out, checkpoint, data, resume, fresh, given, callback, i
     initial = parent = None
     if init_from is not None:
         try:
-            initial = load_model(init_from)
+            initial, sha256 = load_model_and_sha256(init_from)    # one open: the bytes hashed are the bytes read
         except ModelFileMissing as e:
             raise ModelFileMissing(init_from, role="initial model") from e
-        if initial.params.hidden_size != config.hidden_size:
-            raise SettingsError([("hidden_size", f"{{hidden_size}} {config.hidden_size} does not match {init_from}, "
-                                                 f"which has {initial.params.hidden_size} hidden units")])
-        parent = lineage(init_from, initial)
+        check_initial(config, initial, init_from)                  # before the data is loaded
+        parent = lineage(init_from, initial, sha256)
     train, test, class_names = data.load(config.dataset)
     before = _identity(checkpoint)
     try:
