@@ -237,17 +237,103 @@ def test_404_on_first_mirror_then_second_mirror_delivers(tiny, http_server):
             (f"/bad/mnist/{name}", 404), (f"/good/mnist/{name}", 200)]
 
 
-def test_builtin_mirrors_come_after_user_mirrors_and_use_the_flat_layout(tiny, http_server, monkeypatch):
+def with_builtin_mirror(tiny: Tiny, http_server, monkeypatch) -> str:
+    """Give the stand-in dataset one built-in mirror, on the loopback server (flat layout); return its URL."""
     for name, data in tiny.files.items():
         http_server.serve(f"/builtin/{name}", data)
-    spec = replace(tiny.spec, mirrors=(http_server.url + "builtin/",))
-    monkeypatch.setitem(datasets.DATASETS, "mnist", spec)
+    builtin = http_server.url + "builtin/"
+    monkeypatch.setitem(datasets.DATASETS, "mnist", replace(tiny.spec, mirrors=(builtin,)))
+    return builtin
 
-    result = run_download(tiny, "--mirror", http_server.url + "user/")
+
+def test_without_a_given_mirror_the_builtin_ones_are_used_in_the_flat_layout(tiny, http_server, monkeypatch):
+    with_builtin_mirror(tiny, http_server, monkeypatch)
+
+    result = run_download(tiny, env={"MLKNOBS_MIRROR": ""})
 
     assert result.exit_code == 0, result.output
     assert_complete(tiny)
-    assert [r.path for r in http_server.requests][:2] == [f"/user/mnist/{IMAGES}", f"/builtin/{IMAGES}"]
+    assert sorted(r.path for r in http_server.requests) == sorted(f"/builtin/{name}" for name in tiny.files)
+
+
+@pytest.mark.parametrize("how", ["option", "variable"])
+def test_a_given_folder_mirror_replaces_the_builtin_ones(tiny, http_server, monkeypatch, tmp_path, how):
+    with_builtin_mirror(tiny, http_server, monkeypatch)
+    empty = tmp_path / "typo"
+    (empty / "mnist").mkdir(parents=True)
+
+    if how == "option":
+        result = run_download(tiny, "--mirror", str(empty))
+    else:
+        result = run_download(tiny, env={"MLKNOBS_MIRROR": str(empty)})
+
+    assert_clean_failure(result)
+    assert http_server.requests == []                        # nothing but the folder was tried
+    tried = [line for line in result.output.splitlines() if line.startswith("  - ")]
+    assert tried == [f"  - {empty / 'mnist' / IMAGES}: no such file"]
+
+
+def test_a_given_http_mirror_that_lacks_a_file_does_not_fall_back_either(tiny, http_server, monkeypatch):
+    with_builtin_mirror(tiny, http_server, monkeypatch)
+
+    message = failure_of(tiny, http_server.url + "user/")
+
+    assert [r.path for r in http_server.requests] == [f"/user/mnist/{IMAGES}"]
+    assert message.splitlines()[1:] == [f"  - {http_server.url}user/mnist/{IMAGES}: HTTP 404 Not Found"]
+
+
+def test_a_folder_mirror_lacking_the_files_never_reaches_the_real_builtin_mirrors(tmp_path, monkeypatch):
+    """The real MNIST spec (internet mirrors) and an empty folder: no name is looked up, no socket opened."""
+    contacted = []
+
+    def refuse(*args, **kwargs):
+        contacted.append(args[0])
+        raise OSError("this test must not go online")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    (tmp_path / "empty").mkdir()
+
+    with pytest.raises(DownloadError) as error:
+        ensure_dataset(datasets.MNIST, tmp_path / "data", [str(tmp_path / "empty")], progress=False)
+
+    assert contacted == []
+    assert str(error.value).splitlines()[1:] == [f"  - {tmp_path / 'empty' / 'mnist' / IMAGES}: no such file"]
+
+
+@pytest.mark.parametrize("how", ["option", "variable"])
+def test_the_word_builtin_brings_the_builtin_mirrors_back_at_its_place(tiny, http_server, monkeypatch, tmp_path,
+                                                                       how):
+    with_builtin_mirror(tiny, http_server, monkeypatch)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+
+    if how == "option":
+        result = run_download(tiny, "--mirror", str(empty), "--mirror", "builtin")
+    else:
+        result = run_download(tiny, env={"MLKNOBS_MIRROR": f"{empty} builtin"})
+
+    assert result.exit_code == 0, result.output
+    assert_complete(tiny)
+    assert sorted(r.path for r in http_server.requests) == sorted(f"/builtin/{name}" for name in tiny.files)
+
+
+def test_builtin_comes_where_the_word_stands_and_each_mirror_once(tiny):
+    spec = replace(tiny.spec, mirrors=("https://a.example/", "https://b.example/"))
+    flat = [Mirror("https://a.example/", per_dataset=False), Mirror("https://b.example/", per_dataset=False)]
+
+    assert mirrors_for(spec) == flat
+    assert mirrors_for(spec, ["/srv"]) == [parse_mirror("/srv")]
+    assert mirrors_for(spec, ["builtin", "/srv"]) == [*flat, parse_mirror("/srv")]
+    assert mirrors_for(spec, ["/srv", "builtin", "/srv", " builtin "]) == [parse_mirror("/srv"), *flat]
+    assert mirrors_for(replace(spec, mirrors=()), ["builtin"]) == []
+
+
+def test_a_folder_called_builtin_is_written_with_a_path():
+    folder = parse_mirror("./builtin")
+
+    assert folder.is_local and not folder.stands_for_builtin
+    assert not parse_mirror("builtin").is_local and parse_mirror("builtin").stands_for_builtin
 
 
 def test_gzip_content_encoding_does_not_inflate_the_file(tiny, http_server):

@@ -18,14 +18,17 @@ from mlknobs.cli.output import say
 def command(dataset: str, data_dir: Path, mirrors: tuple[str, ...], force: bool, quiet: bool) -> None:
     """Download a dataset's four IDX files and verify their SHA-256.
 
-    Mirrors are tried in order: yours (--mirror, MLKNOBS_MIRROR), then the built-in ones. A file
-    reaches its final name only after its checksum passes; a verified file is not fetched again.
+    Mirrors are tried in order: yours (--mirror, MLKNOBS_MIRROR) if you give any, else the built-in
+    ones. Yours replace the built-in ones, so a folder that lacks a file fails without going online;
+    add `--mirror builtin` to fall back to them. A file reaches its final name only after its
+    checksum passes; a verified file is not fetched again.
 
     \b
     Examples:
       mlknobs download
       mlknobs download --dataset fashion-mnist
       mlknobs download --mirror ../shared/data      # offline: DIR/mnist/*.gz
+      mlknobs download --mirror ../shared/data --mirror builtin   # DIR, then the internet
       MLKNOBS_MIRROR=https://example.org/datasets/ mlknobs download
     """
     from mlknobs.data.datasets import get_dataset

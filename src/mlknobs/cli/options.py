@@ -40,8 +40,9 @@ def data_options(func):
     """--data-dir and --mirror, shared by every command that reads a dataset."""
     func = click.option("--mirror", "mirrors", multiple=True, envvar="MLKNOBS_MIRROR", show_envvar=True,
                         metavar="URL_OR_DIR",
-                        help="Mirror to try before the built-in ones: http(s)/file URL or local folder "
-                             "holding <dataset>/<file>. Repeatable; the variable takes a "
+                        help="Mirror to download from instead of the built-in ones: http(s)/file URL or "
+                             "local folder holding <dataset>/<file>; the word builtin stands for the "
+                             "built-in ones. Repeatable, tried in order; the variable takes a "
                              "whitespace-separated list.")(func)
     func = click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default="data",
                         envvar="MLKNOBS_DATA_DIR", show_envvar=True, show_default=True,
