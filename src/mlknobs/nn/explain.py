@@ -206,7 +206,8 @@ def _knob_report(p: Params, x: np.ndarray, label: int, loss: str, knob: Knob, h:
     nudge = (loss_plus - loss_minus) / (2 * h)
     backprop = float(getattr(slopes, knob.array)[knob.index])
     return KnobReport(knob=knob, name=knob.name, value=original, backprop_slope=backprop, nudge_slope=float(nudge), h=h,
-                      relative_difference=float(relative_difference(backprop, nudge)),
+                      # One knob, no noise floor: the plain |b - n| / (|b| + |n|).
+                      relative_difference=float(relative_difference(backprop, nudge, floor=np.finfo(float).tiny)),
                       loss_plus=loss_plus, loss_minus=loss_minus,
                       chain=chain_rule(p, x, label, loss, knob, z1, a1, outputs, dz2))
 

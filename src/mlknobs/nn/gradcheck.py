@@ -21,9 +21,9 @@ FLOOR = 1e-4
 MNIST_SCALING = InputScaling(mean=0.1307, std=0.3081)
 
 
-def relative_difference(backprop, numeric):
-    """|backprop - numeric| / max(|backprop| + |numeric|, FLOOR), elementwise (arrays or floats)."""
-    return np.abs(backprop - numeric) / np.maximum(np.abs(backprop) + np.abs(numeric), FLOOR)
+def relative_difference(backprop, numeric, floor: float = FLOOR):
+    """|backprop - numeric| / max(|backprop| + |numeric|, floor), elementwise (arrays or floats)."""
+    return np.abs(backprop - numeric) / np.maximum(np.abs(backprop) + np.abs(numeric), floor)
 
 
 @dataclass
