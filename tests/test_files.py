@@ -26,6 +26,7 @@ from mlknobs.files import (
     open_regular,
     read_bounded,
     remove_stale_temps,
+    same_file,
 )
 
 
@@ -215,6 +216,29 @@ def test_atomic_write_never_replaces_a_special_file(tmp_path, no_hang):
             atomic_write(path, lambda f: f.write(b"data"))
     assert stat.S_ISFIFO(os.stat(fifo).st_mode) and link.is_symlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "out.npz"]      # no temp left
+
+
+# --- same_file: an output that is one of the inputs --------------------------------------------------
+
+def test_same_file_sees_through_other_spellings_symlinks_and_hard_links(tmp_path, monkeypatch):
+    model = tmp_path / "m.npz"
+    model.write_bytes(b"model")
+    (tmp_path / "link.npz").symlink_to(model)
+    os.link(model, tmp_path / "hard.npz")
+    monkeypatch.chdir(tmp_path)
+
+    for other in (model, Path("m.npz"), tmp_path / "." / "m.npz", tmp_path / "link.npz", tmp_path / "hard.npz"):
+        assert same_file(other, model) and same_file(model, other)
+
+
+def test_same_file_is_false_for_copies_missing_paths_and_unusable_names(tmp_path):
+    model = tmp_path / "m.npz"
+    model.write_bytes(b"model")
+    (tmp_path / "copy.npz").write_bytes(b"model")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+
+    for other in (tmp_path / "copy.npz", tmp_path / "new.onnx", tmp_path / "dangling", Path("bad\0name")):
+        assert not same_file(other, model)
 
 
 # --- stale temps ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import click
 
 from mlknobs.cli.options import data_options, finite, json_option, model_option
 from mlknobs.cli.output import echo_json, printable, say
+from mlknobs.cli.paths import refuse_output_over_input
 from mlknobs.config import DATASET_NAMES, DEFAULTS, LOSS_NAMES, MAX_HIDDEN_SIZE
 
 FRESH_ONLY = ("hidden_size", "seed", "loss", "dataset")      # settings that describe a fresh network
@@ -80,6 +81,8 @@ def command(ctx: click.Context, model_path: Path, fresh_network: bool, picture: 
         except PlotError as e:
             raise click.BadParameter(str(e), param_hint="'--plot'") from e
         check_writable(plot_path)
+        refuse_output_over_input({"--plot": plot_path}, {"PICTURE": Path(picture) if picture not in (None, "-") else None,
+                                                         "--model": None if fresh_network else model_path})
 
     if fresh_network:
         model = _fresh_model(hidden_size, seed, loss, dataset, data_dir, mirrors, as_json)

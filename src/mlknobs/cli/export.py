@@ -8,6 +8,7 @@ import click
 
 from mlknobs.cli.options import data_options, json_option, model_option
 from mlknobs.cli.output import echo_json, note, printable, say
+from mlknobs.cli.paths import refuse_output_over_input
 
 
 @click.command("export")
@@ -42,6 +43,7 @@ def command(model_path: Path, out: Path, check_images: int, data_dir: Path, mirr
     from mlknobs.io.export import export_onnx
     from mlknobs.io.modelfile import load_model
 
+    refuse_output_over_input({"--out": out}, {"--model": model_path})
     model = load_model(model_path)
     report = export_onnx(model, out, check_images, data_dir, mirrors, progress=False if as_json else None)
     notes = []

@@ -8,6 +8,7 @@ import click
 
 from mlknobs.cli.options import data_options, model_option
 from mlknobs.cli.output import say
+from mlknobs.cli.paths import refuse_output_over_input
 from mlknobs.viz import PLOT_KINDS
 
 _KINDS_HELP = "\n".join(f"  {kind:<10} {summary}" for kind, (summary, _) in PLOT_KINDS.items())
@@ -60,6 +61,8 @@ def command(kind: str, model_path: Path, out: Path | None, max_units: int, share
     plots.require_matplotlib()
     check_writable(out)          # before seconds of loading and drawing
     _, split = PLOT_KINDS[kind]
+    if split != "sweep":         # (a sweep's files cannot be pictures: --out has a picture's suffix)
+        refuse_output_over_input({"--out": out}, {"--model": model_path})
     if split == "sweep":
         plots.write_picture(out, _sweep_picture(sweep_dir, fmt))
         say(f"wrote {out}")

@@ -3,7 +3,8 @@
 `check_writable` fails early for an output that could not be written (or is a device, a FIFO, ...
 that must not be replaced by a regular file); `atomic_write` writes a hidden temp file beside the
 output and renames it over it, so a reader sees the old content or the new, never half of either;
-`remove_stale_temps` deletes the temp files a killed writer left behind.
+`remove_stale_temps` deletes the temp files a killed writer left behind; `same_file` tells a
+command that one of its outputs is one of its inputs, which writing would replace.
 """
 
 from __future__ import annotations
@@ -93,6 +94,20 @@ def check_writable(path: Path) -> None:
         raise OutputError(f"cannot write {path}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {path}: folder {folder} is not writable")
+
+
+def same_file(output: Path, source: Path) -> bool:
+    """Is `output` the existing file `source` under another name: the same path, a symlink that
+    leads to it (either way), or a hard link (same device and inode)?
+
+    A command checks each output against each input before it starts: replacing the output would
+    replace (or unlink from its name) what the command was asked to read. A path that does not
+    exist, or cannot be looked up, is no input's name.
+    """
+    try:
+        return os.path.samestat(os.stat(output), os.stat(source))
+    except (OSError, ValueError):           # ValueError: a NUL byte in the path
+        return False
 
 
 def temp_pattern(path: Path) -> re.Pattern:
