@@ -16,9 +16,8 @@ import sys
 import click
 
 from mlknobs import __version__
+from mlknobs.cli.output import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BestEffortStream
 from mlknobs.errors import MlknobsError
-
-EXIT_INTERRUPTED = 130
 
 
 class MlknobsGroup(click.Group):
@@ -63,9 +62,9 @@ _register()
 
 def main() -> None:
     """Console-script entry point: the commands, plus what only a whole process can handle."""
-    from mlknobs.cli.output import BestEffortStream
-
-    sys.stderr = BestEffortStream(sys.stderr)      # progress output must never cost a run its result
+    # Progress output must never cost a run its result: every command's stderr (bars, epoch lines,
+    # notes) goes through this one best-effort wrapper.
+    sys.stderr = BestEffortStream(sys.stderr)
     try:
         # Not cli.main(): click's own EPIPE handling exits 1 before ours could say 0.
         with cli.make_context("mlknobs", sys.argv[1:]) as ctx:
@@ -85,14 +84,14 @@ def main() -> None:
         _exit(e.exit_code)
     except MemoryError:
         click.echo("Error: not enough memory; try a smaller --hidden-size or --batch-size", err=True)
-        _exit(1)
+        _exit(EXIT_FAILED)
     except OSError as e:
         if e.errno == errno.EPIPE:                 # `mlknobs ... | head`: the reader left; nothing to report
             _silence_stdout()
-            _exit(0)
+            _exit(EXIT_OK)
         click.echo(f"Error: cannot write the output ({e.strerror or e})", err=True)   # e.g. a full disk
-        _exit(1)
-    _exit(0)
+        _exit(EXIT_FAILED)
+    _exit(EXIT_OK)
 
 
 def _exit(code: int) -> None:
@@ -103,7 +102,7 @@ def _exit(code: int) -> None:
         if e.errno == errno.EPIPE:
             _silence_stdout()
         else:
-            code = code or 1
+            code = code or EXIT_FAILED
     sys.exit(code)
 
 

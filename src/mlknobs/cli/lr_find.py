@@ -17,7 +17,7 @@ from mlknobs.cli.options import (
     progress_for,
     quiet_option,
 )
-from mlknobs.cli.output import BestEffortStream, echo_json, note, say
+from mlknobs.cli.output import echo_json, note, say
 
 # The settings that shape the network and its steps; the range test sets the learning rate itself,
 # and epochs, schedule and early stopping have no meaning for it.
@@ -123,8 +123,7 @@ class _Bar:
         if not quiet:
             from tqdm import tqdm
 
-            stream = sys.stderr if isinstance(sys.stderr, BestEffortStream) else BestEffortStream(sys.stderr)
-            self.bar = tqdm(total=steps, desc="lr-find", unit="batch", leave=False, file=stream, dynamic_ncols=True,
+            self.bar = tqdm(total=steps, desc="lr-find", unit="batch", leave=False, file=sys.stderr, dynamic_ncols=True,
                             mininterval=0.25, disable=None)
 
     def __call__(self, step) -> None:

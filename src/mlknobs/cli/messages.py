@@ -2,7 +2,8 @@
 
 The library raises errors that carry facts (the learning rate that diverged, the checkpoint in
 the way); `to_click(error, command)` turns each into a ClickException with a one-line message and
-the conventional exit code: 2 for a usage mistake, 1 for anything else.
+the conventional exit code (cli.output's table): 2 for a usage mistake, 130 for an interrupted
+sweep, 1 for anything else.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import click
 
 from mlknobs import errors
 from mlknobs.cli.options import option_name
+from mlknobs.cli.output import EXIT_INTERRUPTED
+from mlknobs.text import values_text
 
 
 def to_click(error: errors.MlknobsError, command: click.Command | None) -> click.ClickException:
@@ -20,7 +23,10 @@ def to_click(error: errors.MlknobsError, command: click.Command | None) -> click
         return click.UsageError(error.describe(lambda setting: _flag(command, setting)))
     if isinstance(error, (errors.DownloadSettingsError, errors.UnsupportedMirror)):
         return click.UsageError(str(error))      # a bad variable or --mirror: the user's words were wrong
-    return click.ClickException(_worded(error, command))
+    exception = click.ClickException(_worded(error, command))
+    if isinstance(error, errors.SweepInterrupted):
+        exception.exit_code = EXIT_INTERRUPTED
+    return exception
 
 
 def _flag(command: click.Command | None, setting: str) -> str:
@@ -57,6 +63,20 @@ def _worded(error: errors.MlknobsError, command: click.Command | None) -> str:
         if "space" in error.reason.lower():
             return f"{error}: free some space, or choose another folder with --data-dir or MLKNOBS_DATA_DIR"
         return f"{error}: choose a writable folder with --data-dir or MLKNOBS_DATA_DIR"
+    if isinstance(error, errors.SweepInterrupted):
+        return f"{error}; the others run with: mlknobs sweep --resume --out-dir {error.out_dir}"
+    if isinstance(error, errors.SweepExists):
+        return (f"{error}: finish it with `mlknobs sweep --resume --out-dir {error.out_dir}`, "
+                f"or choose another --out-dir")
+    if isinstance(error, errors.NoSweepToResume):
+        return f"{error}: start a new sweep without --resume"
+    if isinstance(error, errors.SweepGridDiffers):
+        listed = "; ".join(f"{_flag(command, name)} {values_text(given)} (the sweep has {values_text(saved)})"
+                           for name, (saved, given) in error.differences.items())
+        return (f"{error.out_dir} holds a sweep over another grid: {listed}. Drop these options to finish it, "
+                f"or choose another --out-dir")
+    if isinstance(error, errors.SweepFromOtherVersion):
+        return f"{error}: start a new sweep with another --out-dir"
     if isinstance(error, errors.MissingExtra):
         return (f"{error}: install the {error.extra} extra: pip install \"mlknobs[{error.extra}]\" "
                 f"(from a clone: pip install \".[{error.extra}]\")")

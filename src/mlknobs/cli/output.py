@@ -3,8 +3,8 @@
 stdout carries results: a closed stdout is an error (exit 1), a reader that leaves early
 (`mlknobs eval | head`) is not. stderr carries progress bars and epoch lines, which are
 best-effort: a full or closed stderr must never cost a training run its model.
-Text that comes from files (class names) is printed with control characters escaped, so a model
-file cannot move the cursor, retitle the terminal or forge output lines.
+Text that comes from files (class names, run ids) is printed through `printable` (mlknobs.text), so a
+model file cannot move the cursor, retitle the terminal or forge output lines.
 """
 
 from __future__ import annotations
@@ -15,6 +15,16 @@ import sys
 import click
 
 from mlknobs.files import strict_json
+from mlknobs.text import printable
+
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "BestEffortStream", "StdoutClosed",
+           "echo_json", "note", "printable", "say"]
+
+# How an mlknobs process ends, the one table: click's usage errors exit EXIT_USAGE by themselves.
+EXIT_OK = 0
+EXIT_FAILED = 1            # an error: a library error, unwritable output, out of memory
+EXIT_USAGE = 2             # a usage mistake: an option, a value or an environment variable the user got wrong
+EXIT_INTERRUPTED = 130     # Ctrl-C (128 + SIGINT), as shells report it
 
 
 class StdoutClosed(click.ClickException):
@@ -42,14 +52,6 @@ def note(line: str) -> None:
         click.echo(line, err=True)
     except (OSError, ValueError):
         pass
-
-
-def printable(text: str) -> str:
-    """`text` with control characters, lone surrogates and other unprintables escaped (\\x1b, \\n, ...)."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
-                   for c in text)
 
 
 class BestEffortStream(io.TextIOBase):

@@ -16,12 +16,10 @@ from mlknobs.cli.options import (
     quiet_option,
     setting_options,
 )
-from mlknobs.cli.output import BestEffortStream, echo_json, note, printable, say
+from mlknobs.cli.output import EXIT_FAILED, echo_json, note, printable, say
 from mlknobs.config import max_threads
-from mlknobs.training.sweep import BACKENDS, SWEEP_DEFAULTS, values_text
-
-EXIT_INTERRUPTED = 130
-
+from mlknobs.text import value_text
+from mlknobs.training.sweep import BACKENDS, SWEEP_DEFAULTS
 
 # --- every setting of `train`, as a comma-separated list ---------------------------------------------
 
@@ -68,10 +66,8 @@ def _list_of(template: click.Option):
 
 
 def _list_option(template: click.Option):
-    default = getattr(SWEEP_DEFAULTS, template.name)
-    shown = str(default).lower() if isinstance(default, bool) else f"{default:g}" if isinstance(default, float) \
-        else str(default)
-    attrs = dict(default=shown, show_default=True, metavar=_metavar(template), callback=_list_of(template),
+    attrs = dict(default=value_text(getattr(SWEEP_DEFAULTS, template.name)), show_default=True,
+                 metavar=_metavar(template), callback=_list_of(template),
                  envvar=template.envvar, show_envvar=template.show_envvar, help=template.help)
     if template.is_flag:     # `--nesterov` alone still means true; `--nesterov false,true` sweeps it
         attrs.update(is_flag=False, flag_value="true")
@@ -127,15 +123,7 @@ def command(ctx: click.Context, jobs: int, backend: str, scheduler: str | None, 
       mlknobs sweep --lr 0.2,0.5 --backend dask --scheduler tcp://10.0.0.5:8786 --out-dir /shared/sweep
       mlknobs plot sweep --sweep sweep --out sweep.png
     """
-    from mlknobs.training.sweep import (
-        Grid,
-        NoSweepToResume,
-        SweepData,
-        SweepExists,
-        SweepGridDiffers,
-        SweepInterrupted,
-        sweep,
-    )
+    from mlknobs.training.sweep import Grid, SweepData, sweep
 
     if scheduler is not None and backend != "dask":
         raise click.UsageError("--scheduler is the address of a Dask cluster: add --backend dask")
@@ -145,20 +133,6 @@ def command(ctx: click.Context, jobs: int, backend: str, scheduler: str | None, 
         result = sweep(grid, out_dir, data=SweepData(data_dir, mirrors, progress_for(quiet)), backend=backend,
                        jobs=jobs, scheduler=scheduler, resume=resume,
                        given=given_settings(ctx, settings) if resume else None, callback=display)
-    except SweepInterrupted as e:
-        display.close()
-        note(f"Error: {e}; the others run with: mlknobs sweep --resume --out-dir {out_dir}")
-        sys.exit(EXIT_INTERRUPTED)
-    except SweepExists as e:
-        raise click.ClickException(f"{e}: finish it with `mlknobs sweep --resume --out-dir {out_dir}`, "
-                                   f"or choose another --out-dir") from e
-    except NoSweepToResume as e:
-        raise click.ClickException(f"{e}: start a new sweep without --resume") from e
-    except SweepGridDiffers as e:
-        listed = "; ".join(f"{option_name(ctx.command, name)} {values_text(given)} (the sweep has {values_text(saved)})"
-                           for name, (saved, given) in e.differences.items())
-        raise click.ClickException(f"{out_dir} holds a sweep over another grid: {listed}. Drop these options "
-                                   f"to finish it, or choose another --out-dir") from e
     finally:
         display.close()
 
@@ -174,7 +148,7 @@ def command(ctx: click.Context, jobs: int, backend: str, scheduler: str | None, 
     if best is None:
         note(f"Error: none of the {len(ranked)} runs finished; see the error of each in "
              f"{out_dir / 'results.jsonl'}")
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
 
 
 def _percent(value) -> str:
@@ -206,11 +180,7 @@ def table(ranked: list[dict], varying: tuple[str, ...], command: click.Command) 
 
 
 def _cell(value) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:g}"
-    return printable(str(value))
+    return printable(value_text(value))
 
 
 class _Display:
@@ -226,8 +196,7 @@ class _Display:
         if progress.event == "start":
             from tqdm import tqdm
 
-            stream = sys.stderr if isinstance(sys.stderr, BestEffortStream) else BestEffortStream(sys.stderr)
-            self.bar = tqdm(total=progress.total, initial=progress.done, desc="sweep", unit="run", file=stream,
+            self.bar = tqdm(total=progress.total, initial=progress.done, desc="sweep", unit="run", file=sys.stderr,
                             dynamic_ncols=True, disable=None)
             if progress.done:
                 self._line(f"{progress.done} of {progress.total} runs were recorded before; running the others")

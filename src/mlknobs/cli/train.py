@@ -17,10 +17,8 @@ from mlknobs.cli.options import (
     setting_options,
     with_augment_defaults,
 )
-from mlknobs.cli.output import BestEffortStream, echo_json, note, say
+from mlknobs.cli.output import EXIT_FAILED, EXIT_INTERRUPTED, echo_json, note, say
 from mlknobs.config import AUGMENT_DEFAULTS
-
-EXIT_INTERRUPTED = 130
 
 
 @click.command("train")
@@ -93,7 +91,7 @@ def command(ctx: click.Context, data_dir: Path, mirrors: tuple[str, ...], out: P
     finally:
         display.close()
     if not display.save_snapshots():
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
 
     results, config = model.results, model.config
     if as_json:
@@ -160,9 +158,8 @@ class _Display:
         if self.bar is None:
             from tqdm import tqdm
 
-            stream = sys.stderr if isinstance(sys.stderr, BestEffortStream) else BestEffortStream(sys.stderr)
             self.bar = tqdm(total=progress.batches, desc=f"epoch {progress.epoch}/{progress.epochs}",
-                            unit="batch", leave=False, file=stream, dynamic_ncols=True, mininterval=0.25,
+                            unit="batch", leave=False, file=sys.stderr, dynamic_ncols=True, mininterval=0.25,
                             disable=None)
         return self.bar
 

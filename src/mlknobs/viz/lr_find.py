@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mlknobs.errors import PlotError
-from mlknobs.viz.plots import _matplotlib, _render
+from mlknobs.viz.figures import matplotlib_parts, render
 
 if TYPE_CHECKING:
     from mlknobs.training.lr_find import LrFindResult
@@ -17,7 +17,7 @@ def lr_find_figure(result: LrFindResult, fmt: str = "png", rule_words: str | Non
     """Smoothed loss (linear axis) against learning rate (log axis), with the suggested rate marked."""
     if not result.losses:
         raise PlotError("the range test recorded no loss: nothing to draw")
-    mpl = _matplotlib()
+    mpl = matplotlib_parts()
     fig = mpl.new_figure(*LR_FIND_INCHES)
     ax = fig.subplots()
     lrs, losses = result.learning_rates, result.losses
@@ -35,4 +35,4 @@ def lr_find_figure(result: LrFindResult, fmt: str = "png", rule_words: str | Non
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     ax.set_title(f"Learning-rate range test: {len(lrs)} batches, lr {lrs[0]:.2g} to {lrs[-1]:.2g}")
-    return _render(fig, fmt)
+    return render(fig, fmt)
