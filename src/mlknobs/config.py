@@ -19,6 +19,8 @@ from mlknobs.errors import SettingsError
 LOSS_NAMES = ("cross-entropy", "mse")
 SCHEDULE_NAMES = ("constant", "step", "cosine", "one-cycle")
 DATASET_NAMES = ("mnist", "fashion-mnist")   # data/datasets.py checks that DATASETS holds exactly these
+INPUT_SCALING_NAMES = ("standardize", "unit", "raw")   # nn/model.py INPUT_SCALINGS holds exactly these
+GRADIENT_NAMES = ("backprop", "nudge")                 # training/step.py GRADIENTS holds exactly these
 MAX_HIDDEN_SIZE = 65_536        # 784 x 65,536 float32 weights are 205 MB; far beyond any use here
 MAX_BATCH_SIZE = 65_536
 MAX_DROPOUT = 0.9
@@ -38,6 +40,9 @@ SETTING_RANGES = {
     "momentum": Range(0, 1, high_open=True),
     "weight_decay": Range(0),
     "dropout": Range(0, MAX_DROPOUT),
+    "train_size": Range(0, integer=True),
+    "log_every": Range(0, integer=True),
+    "init_scale": Range(0, 100, low_open=True),
     **{name: Range(low, high) for name, (low, high) in DISTORTION_LIMITS.items()},
 }
 # What `train --augment` sets, for the distortions not given explicitly (chosen on a validation
@@ -78,6 +83,11 @@ class TrainConfig:
     shift: float = 0.0           # pixels
     elastic: float = 0.0         # pixels: size of the smooth elastic displacement field
     elastic_sigma: float = 4.0   # pixels: its smoothness
+    train_size: int = 0          # train on the first N training digits; 0 = all of them
+    log_every: int = 0           # record the batch loss every N steps (step_losses); 0 = off
+    input_scaling: str = "standardize"   # how pixels become inputs: nn/model.py INPUT_SCALINGS
+    init_scale: float = 1.0      # multiplies the Glorot range of the initial weights
+    gradients: str = "backprop"  # how slopes are found: backprop, or nudge (central differences)
 
     @property
     def distortions(self) -> dict:
@@ -103,7 +113,8 @@ class TrainConfig:
             yield "nesterov", "{nesterov} must be true or false"
         elif self.nesterov and self.momentum == 0:
             yield "nesterov", "{nesterov} needs a {momentum} above 0"
-        for name, choices in (("schedule", SCHEDULE_NAMES), ("loss", LOSS_NAMES), ("dataset", DATASET_NAMES)):
+        for name, choices in (("schedule", SCHEDULE_NAMES), ("loss", LOSS_NAMES), ("dataset", DATASET_NAMES),
+                              ("input_scaling", INPUT_SCALING_NAMES), ("gradients", GRADIENT_NAMES)):
             if getattr(self, name) not in choices:
                 yield name, f"{{{name}}} must be one of {', '.join(choices)}"
         if self.early_stopping and not self.val_size:
@@ -114,7 +125,7 @@ class TrainConfig:
 
     def to_file_dict(self) -> dict:
         """The settings as model files store them: the ones newer than format 1's first release
-        (dropout, the distortions) only when they are used, so that a plain model still loads in
+        (dropout, the distortions, train_size, ...) only when they are used, so that a plain model still loads in
         an mlknobs that predates them."""
         plain = DEFAULTS_OF_LATER_SETTINGS
         return {k: v for k, v in asdict(self).items() if not (k in plain and v == plain[k])}
@@ -135,4 +146,5 @@ class TrainConfig:
 
 
 DEFAULTS = TrainConfig()
-DEFAULTS_OF_LATER_SETTINGS = {name: getattr(DEFAULTS, name) for name in ("dropout", *DISTORTIONS)}
+DEFAULTS_OF_LATER_SETTINGS = {name: getattr(DEFAULTS, name) for name in (
+    "dropout", *DISTORTIONS, "train_size", "log_every", "input_scaling", "init_scale", "gradients")}

@@ -108,11 +108,20 @@ class ModelFileMissing(ModelFileError):
 
 
 class TrainingDiverged(MlknobsError):
-    """The loss or the weights stopped being finite, blew up, or the sigmoids saturated."""
+    """The loss or the weights stopped being finite, blew up, or the sigmoids saturated.
 
-    def __init__(self, message: str, learning_rate: float):
+    step_losses: the run's [step, batch loss] pairs up to the blow-up (every --log-every steps, or
+    every check without it; a loss that was no longer finite is None); history: its whole epochs.
+    curve: the file where training.run kept them (None until it has).
+    """
+
+    def __init__(self, message: str, learning_rate: float, step_losses: list | None = None,
+                 history: list | None = None, curve: Path | None = None):
         super().__init__(message)
         self.learning_rate = learning_rate
+        self.step_losses = step_losses or []
+        self.history = history or []
+        self.curve = curve
 
 
 class TrainingInterrupted(MlknobsError):

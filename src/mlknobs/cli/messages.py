@@ -39,7 +39,10 @@ def _out_flag(command: click.Command | None) -> str:
 
 def _worded(error: errors.MlknobsError, command: click.Command | None) -> str:
     if isinstance(error, errors.TrainingDiverged):
-        return f"{error}: try a smaller learning rate, e.g. --lr {error.learning_rate / 5:g}"
+        # Not a guess like lr / 5: from --lr 100 that collapses again, and again. The range test
+        # measures where the loss falls fastest for these very settings.
+        kept = f"; its curve up to there is in {error.curve} (mlknobs plot history {error.curve})" if error.curve else ""
+        return f"{error}{kept}: a smaller learning rate that learns is what `mlknobs lr-find` measures (same settings)"
     if isinstance(error, errors.InterruptedRunExists):
         out = _model_of(error.checkpoint)
         return (f"{error}: continue it with `mlknobs train --resume --out {out}`, "

@@ -15,6 +15,8 @@ from mlknobs.config import (
     DATASET_NAMES,
     DEFAULTS,
     DISTORTION_LIMITS,
+    GRADIENT_NAMES,
+    INPUT_SCALING_NAMES,
     LOSS_NAMES,
     MAX_BATCH_SIZE,
     MAX_DROPOUT,
@@ -28,6 +30,16 @@ def finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
     """Option callback: FloatRange lets nan and inf through; no setting makes sense with them."""
     if value is not None and not math.isfinite(value):
         raise click.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def off_if_absent(ctx: click.Context, param: click.Parameter, value: int | None) -> int:
+    """Option callback for a setting whose 0 means "off" (all digits, no log): leaving the option
+    out gives the 0; typing 0 is refused, since `--log-every 0` reads as a mistake, not as "off"."""
+    if value is None:
+        return 0
+    if value == 0 and ctx.get_parameter_source(param.name) is not click.core.ParameterSource.DEFAULT:
+        raise click.BadParameter("0 is not allowed: give 1 or more, or leave the option out")
     return value
 
 
@@ -78,6 +90,10 @@ def json_option(help_text: str):
     return click.option("--json", "as_json", is_flag=True, help=help_text)
 
 
+NUDGE_HELP = ("How each knob's slope is found: backprop (the chain rule) or nudge (the central difference "
+              "(L(w+h) - L(w-h)) / 2h of the batch loss for every knob: just arithmetic, in float64, about "
+              "2 x knobs forward passes per step; refused when an epoch would take over "
+              "NUDGE_LIMIT; fits e.g. --hidden-size 8 --train-size 1000).")
 DISTORTION_OPTIONS = (   # setting, what its value is, help
     ("rotate", "DEGREES", "Distort training digits: turn each by up to this angle."),
     ("scale", "FRACTION", "Distort training digits: grow or shrink each by up to this fraction."),
@@ -122,6 +138,19 @@ SETTING_OPTIONS = (
     *(click.option(f"--{name.replace('_', '-')}", callback=finite, type=click.FloatRange(*DISTORTION_LIMITS[name]),
                    default=getattr(DEFAULTS, name), metavar=metavar, show_default=True, help=help_text)
       for name, metavar, help_text in DISTORTION_OPTIONS),
+    click.option("--train-size", type=click.IntRange(min=0), default=None, callback=off_if_absent, metavar="N",
+                 help="Train on the first N training digits only  [default: all]."),
+    click.option("--log-every", type=click.IntRange(min=0), default=None, callback=off_if_absent, metavar="N",
+                 help="Record the batch loss every N steps (step_losses in the model file, --json and "
+                      "checkpoints): the curve within an epoch.  [default: off]"),
+    click.option("--input-scaling", type=click.Choice(INPUT_SCALING_NAMES), default=DEFAULTS.input_scaling,
+                 show_default=True, help="How pixels become inputs: standardize ((pixel/255 - mean) / std of "
+                                         "the training set), unit (pixel/255) or raw (0..255)."),
+    click.option("--init-scale", callback=finite, type=click.FloatRange(0, 100, min_open=True),
+                 default=DEFAULTS.init_scale, show_default=True,
+                 help="Multiply the range of the initial (Glorot) weights by this."),
+    click.option("--gradients", type=click.Choice(GRADIENT_NAMES), default=DEFAULTS.gradients, show_default=True,
+                 help=NUDGE_HELP),
 )
 SETTINGS = tuple(DEFAULTS.to_dict())
 

@@ -81,7 +81,7 @@ def command(ctx: click.Context, data_dir: Path, mirrors: tuple[str, ...], out: P
     try:
         model = run(config, out, data=DataSource(data_dir, mirrors, progress_for(quiet)), resume=resume,
                     fresh=fresh, given=given_settings(ctx, settings) if resume else None, callback=display,
-                    init_from=init_from)
+                    init_from=init_from, keep_curve=True)
     except TrainingInterrupted as e:
         display.close()
         display.save_snapshots()           # the frames so far are worth keeping
@@ -99,7 +99,8 @@ def command(ctx: click.Context, data_dir: Path, mirrors: tuple[str, ...], out: P
                    "epochs": len(model.history), "seconds": results["seconds"], "model": str(out),
                    "dataset": config.dataset, "stopped_early": results["stopped_early"],
                    **({"best_epoch": results["best_epoch"]} if "best_epoch" in results else {}),
-                   "config": config.to_dict(), "history": model.history})
+                   "config": config.to_dict(), "history": model.history,
+                   **({"step_losses": model.step_losses} if config.log_every else {})})
     elif not quiet:
         if results["stopped_early"]:
             note(f"stopped early after epoch {len(model.history)}; kept the weights of epoch "

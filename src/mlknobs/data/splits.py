@@ -92,6 +92,16 @@ def load_split(dataset: str | DatasetSpec, split: str, data_dir: Path | None = N
     return Split(images, labels)
 
 
+def first(train: Split, train_size: int) -> Split:
+    """The first `train_size` training samples (`train --train-size`); 0 means all of them."""
+    if not train_size:
+        return train
+    if train_size > len(train):
+        raise SettingsError([("train_size", f"{{train_size}} {train_size:,} is above the {len(train):,} "
+                                            f"training samples")])
+    return Split(train.images[:train_size], train.labels[:train_size])
+
+
 def split_validation(train: Split, val_size: int) -> tuple[Split, Split]:
     """Hold out the last `val_size` training samples for validation (deterministic, like Nielsen's 50k/10k)."""
     if not 0 <= val_size < len(train):

@@ -41,6 +41,8 @@ MAX_PARENT_PATH = 4096                # characters of the parent's path (PATH_MA
 # Input scaling: mean and std of pixel/255, a value in [0, 1]. So the mean lies in [0, 1] and the
 # std is at most 0.5 (the largest spread of values in [0, 1]); a std below 0.001 (pixels multiplied
 # by more than 4) would come from images of one flat gray, not from a dataset (MNIST: 0.31).
+# `--input-scaling unit` stores std 1 (x = pixel / 255), the one std above 0.5 a file may hold.
+UNIT_INPUT_STD = 1.0
 # The loop counts one step per batch: at most ceil(images / batch_size) per epoch. MNIST and
 # Fashion-MNIST train on 60,000 images; this bound only catches absurd step counts.
 MAX_TRAIN_IMAGES = 1_000_000
@@ -70,6 +72,8 @@ def describe(kind: str, model: Model, extra: dict | None = None) -> dict:
         "history": list(model.history),
         **model.results,
     }
+    if model.step_losses:
+        meta["step_losses"] = [list(pair) for pair in model.step_losses]
     if model.parent is not None:
         meta["parent"] = dict(model.parent)
     if extra:
@@ -150,6 +154,7 @@ class Checked:
     history: list[dict]
     results: dict
     parent: dict | None
+    step_losses: list
 
 
 def check(meta: dict, path: Path) -> Checked:
@@ -158,7 +163,7 @@ def check(meta: dict, path: Path) -> Checked:
         config = TrainConfig.from_dict(_object(meta["config"], "config"))
         checked = Checked(config, _check_scaling(meta["input_scaling"]), _check_class_names(meta["class_names"]),
                           _check_history(meta.get("history", []), config), _check_results(meta, config),
-                          _check_parent(meta.get("parent")))
+                          _check_parent(meta.get("parent")), check_step_losses(meta.get("step_losses", []), config))
         if meta.get("dataset", config.dataset) != config.dataset:
             raise ValueError(f"dataset {show(meta['dataset'])} disagrees with the settings' {config.dataset!r}")
     except (KeyError, TypeError, ValueError, OverflowError) as e:
@@ -232,6 +237,23 @@ def _check_history(history, config: TrainConfig) -> list[dict]:
     return history
 
 
+def check_step_losses(pairs, config: TrainConfig) -> list:
+    """`train --log-every`: [step, loss] pairs, steps rising, at most one pair per step."""
+    if not isinstance(pairs, list):
+        raise ValueError("step_losses must be a list of [step, loss] pairs")
+    most_steps = config.epochs * math.ceil(MAX_TRAIN_IMAGES / config.batch_size)
+    if len(pairs) > most_steps:
+        raise ValueError(f"step_losses holds {len(pairs)} pairs, more than the {most_steps} steps of the run")
+    previous = 0
+    for pair in pairs:
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise ValueError("step_losses must be a list of [step, loss] pairs")
+        step = _whole(pair[0], "step_losses step", previous + 1, most_steps)
+        _real(pair[1], f"step_losses loss at step {step}", 0.0)
+        previous = step
+    return [list(pair) for pair in pairs]
+
+
 def _check_results(meta: dict, config: TrainConfig) -> dict:
     results = {k: meta[k] for k in RESULT_KEYS if k in meta}
     for key, value in results.items():
@@ -249,7 +271,9 @@ def _check_scaling(s) -> InputScaling:
     if not isinstance(s, dict):
         raise ValueError("input_scaling must be an object")
     scaling = InputScaling(mean=_real(s["mean"], "input mean", 0.0, 1.0),
-                           std=_real(s["std"], "input std", MIN_INPUT_STD, MAX_INPUT_STD))
+                           std=_real(s["std"], "input std", MIN_INPUT_STD, UNIT_INPUT_STD))
+    if scaling.std > MAX_INPUT_STD and scaling != InputScaling.unit():
+        raise ValueError(f"input std {scaling.std} is above {MAX_INPUT_STD} and not the unit scaling (mean 0, std 1)")
     if not (math.isfinite(scaling.scale) and math.isfinite(scaling.offset)):
         raise ValueError(f"scale {scaling.scale} and offset {scaling.offset} must be finite")
     return scaling

@@ -206,7 +206,7 @@ def _read_archive(archive: zipfile.ZipFile, path: Path, checkpoint: bool) -> _Co
         _check_param_entries(named, prefix, hidden, path)
     params = {prefix: _read_params(archive, named, prefix, path) for prefix, named in entries.items()}
     model = Model(params.pop(""), fields.config, fields.scaling, fields.class_names, fields.history,
-                  fields.results, meta, fields.parent)
+                  fields.results, meta, fields.parent, fields.step_losses)
     return _Contents(model, params)
 
 

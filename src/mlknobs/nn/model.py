@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mlknobs.config import INPUT_SCALING_NAMES
 from mlknobs.nn.activations import HIDDEN_ACTIVATION, sigmoid_, sigmoid_slope
 from mlknobs.nn.losses import LOSSES, Loss
 
@@ -62,13 +63,14 @@ class Params:
         return self.w1.size + self.w2.size
 
     @classmethod
-    def initial(cls, hidden_size: int, rng: np.random.Generator, dtype=np.float32) -> Params:
-        """Glorot/Xavier uniform weights, zero biases.
+    def initial(cls, hidden_size: int, rng: np.random.Generator, dtype=np.float32, scale: float = 1.0) -> Params:
+        """Glorot/Xavier uniform weights (their range times `scale`), zero biases.
 
-        Keeping Var(z) near 1 at the start puts every sigmoid in its steep middle, where it learns.
+        Keeping Var(z) near 1 at the start puts every sigmoid in its steep middle, where it learns;
+        a large `scale` starts them on their flat ends instead (see `mlknobs plot activations`).
         """
         def glorot(fan_in: int, fan_out: int) -> np.ndarray:
-            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            limit = scale * np.sqrt(6.0 / (fan_in + fan_out))
             return rng.uniform(-limit, limit, size=(fan_in, fan_out)).astype(dtype)
 
         return cls(w1=glorot(INPUT_SIZE, hidden_size), b1=np.zeros(hidden_size, dtype),
@@ -99,6 +101,7 @@ class Params:
 
 # The std of pixel/255 over a training set: at most 0.5 (half the pixels 0, half 255); below 1e-3
 # the images are practically constant, and dividing by the std would blow noise up into inputs.
+# (`unit` scaling stores std 1: x = pixel/255 is the formula with mean 0 and std 1.)
 MIN_INPUT_STD, MAX_INPUT_STD = 1e-3, 0.5
 
 
@@ -137,11 +140,27 @@ class InputScaling:
         variance = total_sq / count / 255.0**2 - mean**2
         return cls(mean=float(mean), std=float(np.sqrt(max(variance, 1e-12))))
 
+    @classmethod
+    def unit(cls, images: np.ndarray | None = None) -> InputScaling:
+        """x = pixel / 255: inputs in 0..1, all positive (mean 0, std 1 in the formula)."""
+        return cls(mean=0.0, std=1.0)
+
+    @classmethod
+    def raw(cls, images: np.ndarray | None = None) -> InputScaling:
+        """x = pixel: inputs 0..255, the scale a camera gives (mean 0, std 1/255 in the formula)."""
+        return cls(mean=0.0, std=1.0 / 255.0)
+
     def apply(self, pixels: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Scale uint8 pixels (n, 784) into the float buffer `out` (n, 784)."""
         np.multiply(pixels, out.dtype.type(self.scale), out=out, casting="unsafe")
         out += out.dtype.type(self.offset)
         return out
+
+
+# `train --input-scaling`: how a new run's inputs are made from pixels (the images are the training
+# set's; only `standardize` looks at them). Names in config.INPUT_SCALING_NAMES.
+INPUT_SCALINGS = {"standardize": InputScaling.fit, "unit": InputScaling.unit, "raw": InputScaling.raw}
+assert tuple(INPUT_SCALINGS) == INPUT_SCALING_NAMES, "config.INPUT_SCALING_NAMES must list exactly these"
 
 
 @dataclass(frozen=True)
@@ -264,6 +283,7 @@ class Model:
     results: dict = field(default_factory=dict)     # test_accuracy, test_loss, seconds, ...
     meta: dict = field(default_factory=dict)        # the whole metadata as read from disk
     parent: dict | None = None                      # the model it started from: path, sha256, dataset, test_accuracy
+    step_losses: list = field(default_factory=list)  # [step, batch loss] every config.log_every steps
 
     @property
     def loss(self) -> str:

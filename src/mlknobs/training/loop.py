@@ -25,7 +25,7 @@ import numpy as np
 from mlknobs.config import TrainConfig, max_threads
 from mlknobs.data.augment import Distortions
 from mlknobs.data.batches import augmented_batches, batches
-from mlknobs.data.splits import Split, split_validation
+from mlknobs.data.splits import Split, first, split_validation
 from mlknobs.errors import ModelFileError, TrainingDiverged, TrainingInterrupted
 from mlknobs.io.modelfile import Checkpoint, save_checkpoint
 from mlknobs.nn.activations import sigmoid_slope
@@ -122,7 +122,7 @@ class _Fit:
                  callback: Callback | None, initial: Model | None = None, parent: dict | None = None):
         self.config = config
         self.callback = callback
-        self.fit_set, self.val_set = split_validation(train, config.val_size)
+        self.fit_set, self.val_set = split_validation(first(train, config.train_size), config.val_size)
         self.steps_per_epoch = math.ceil(len(self.fit_set) / config.batch_size)
         self.total_steps = config.epochs * self.steps_per_epoch
         self.rng = np.random.default_rng(config.seed)
@@ -148,6 +148,9 @@ class _Fit:
         self.net, self.optimizer = self.stepper.net, self.stepper.optimizer
         if resume is not None:
             self.optimizer.velocity.copy_from(resume.velocity)
+        # The curve a diverged run leaves (TrainingDiverged.step_losses): the logged one with
+        # --log-every, else the loss at every check of the loop (every CHECK_EVERY steps).
+        self.checked_losses: list = []
 
     def learning_rate(self, step: int) -> float:
         return learning_rate_at(self.config.schedule, self.config.learning_rate, step, self.total_steps)
@@ -207,7 +210,9 @@ class _Fit:
                 net.loss.samples(a2, labels, out=sample_losses[done])
                 np.argmax(a2, axis=1, out=predictions[done])
                 loss = float(sample_losses[done].mean())
+                self.log_loss(state.step + 1, loss)
                 if b % CHECK_EVERY == 0 or b == self.steps_per_epoch - 1:
+                    self.checked_losses.append([state.step + 1, loss if math.isfinite(loss) else None])
                     self.check_divergence(loss, epoch, b)
                 learning_rate = self.learning_rate(state.step)
                 self.stepper.step(cache, labels, learning_rate)
@@ -218,8 +223,8 @@ class _Fit:
         entry = {"epoch": epoch + 1, "train_loss": float(sample_losses.mean(dtype=np.float64)),
                  "train_accuracy": float(np.count_nonzero(predictions == self.fit_set.labels[order])) / len(order),
                  "learning_rate": self.learning_rate(state.step - 1)}
-        self.check_divergence(entry["train_loss"], epoch, self.steps_per_epoch - 1)
-        self.check_collapse(entry["train_accuracy"], epoch)
+        self.check_divergence(entry["train_loss"], epoch, self.steps_per_epoch - 1, entry)
+        self.check_collapse(entry["train_accuracy"], epoch, entry)
         if len(self.val_set):
             entry["val_accuracy"], entry["val_loss"] = accuracy_and_loss(
                 self.params, self.config.loss, self.scaling, self.val_set.images, self.val_set.labels)
@@ -254,7 +259,22 @@ class _Fit:
         elif state.step / self.total_steps > PEAK_AT[self.config.schedule]:
             state.epochs_without_improvement += 1
 
-    def check_collapse(self, train_accuracy: float, epoch: int) -> None:
+    def log_loss(self, step: int, loss: float) -> None:
+        """`--log-every N`: the batch loss of every Nth step, kept as [step, loss] in the model."""
+        every = self.config.log_every
+        if every and step % every == 0 and math.isfinite(loss):
+            self.model.step_losses.append([step, loss])
+
+    def diverged(self, message: str, entry: dict | None = None) -> TrainingDiverged:
+        """The error for a run that blew up or collapsed, carrying its curve up to that point."""
+        curve = self.model.step_losses if self.config.log_every else self.checked_losses
+        last = self.checked_losses[-1:] if self.checked_losses and self.config.log_every else []
+        if last and (not curve or curve[-1][0] < last[0][0]):
+            curve = [*curve, *last]                           # the blow-up itself, even between logged steps
+        history = [*self.model.history, *([entry] if entry else [])]
+        return TrainingDiverged(message, self.config.learning_rate, [list(p) for p in curve], history)
+
+    def check_collapse(self, train_accuracy: float, epoch: int, entry: dict | None = None) -> None:
         """Raise if the epoch ended with saturated sigmoids and guessing (see SATURATED_SLOPE)."""
         if train_accuracy >= COLLAPSED_ACCURACY:
             return
@@ -265,15 +285,15 @@ class _Fit:
             slopes["output"] = float(np.mean(output_slope(net.a2, np.empty_like(net.a2))))
         layer, slope = min(slopes.items(), key=lambda item: item[1])
         if slope < SATURATED_SLOPE:
-            raise TrainingDiverged(
+            raise self.diverged(
                 f"training collapsed in epoch {epoch + 1}: train accuracy {train_accuracy * 100:.1f} % and the "
                 f"{layer} sigmoids are saturated (mean slope a(1-a) = {slope:.1e}, at most 0.25), so no "
-                f"gradient flows at learning rate {self.config.learning_rate:g}", self.config.learning_rate)
+                f"gradient flows at learning rate {self.config.learning_rate:g}", entry)
 
-    def check_divergence(self, loss: float, epoch: int, batch: int) -> None:
+    def check_divergence(self, loss: float, epoch: int, batch: int, entry: dict | None = None) -> None:
         largest = max(float(np.abs(self.params.w1).max()), float(np.abs(self.params.w2).max()))
         if not math.isfinite(loss) or not math.isfinite(largest) or largest > EXPLODED_WEIGHT:
-            raise TrainingDiverged(
+            raise self.diverged(
                 f"training diverged in epoch {epoch + 1}, batch {batch + 1} (loss {loss:.4g}, largest "
                 f"weight {largest:.3g}) at learning rate {self.config.learning_rate:g}",
-                self.config.learning_rate)
+                entry if entry is not None and math.isfinite(entry["train_loss"]) else None)

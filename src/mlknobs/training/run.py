@@ -28,6 +28,7 @@ from mlknobs.data.datasets import get_dataset
 from mlknobs.data.splits import Split, load_split
 from mlknobs.errors import (
     InterruptedRunExists,
+    MlknobsError,
     ModelFileMissing,
     NothingToResume,
     ResumeSettingsDiffer,
@@ -35,6 +36,7 @@ from mlknobs.errors import (
     TrainingDiverged,
 )
 from mlknobs.files import OutputLock, check_writable, remove_stale_temps
+from mlknobs.io.curves import diverged_path_for, save_diverged
 from mlknobs.io.modelfile import Checkpoint, load_checkpoint, load_model_and_sha256, save_model
 from mlknobs.nn.model import Model
 from mlknobs.training.loop import Callback, fit
@@ -81,6 +83,19 @@ def lineage(path: Path, model: Model, sha256: str) -> dict:
             "test_accuracy": model.results.get("test_accuracy")}
 
 
+def _keep_curve(out: Path, config: TrainConfig, error: TrainingDiverged) -> None:
+    """A diverged run's curve up to the blow-up goes to <out>.diverged.json (error.curve says so):
+    the lesson of a too-large learning rate is in it. Best effort: the error is what matters."""
+    if not error.step_losses and not error.history:
+        return
+    path = diverged_path_for(out)
+    try:
+        save_diverged(path, config, error)
+    except (OSError, MlknobsError):
+        return
+    error.curve = path
+
+
 def prepare(config: TrainConfig | None, out: Path, *, resume: bool = False, fresh: bool = False,
             given: dict | None = None) -> tuple[TrainConfig, Checkpoint | None]:
     """Check that a run may start on `out`; returns its settings and, when resuming, its checkpoint.
@@ -110,7 +125,7 @@ def prepare(config: TrainConfig | None, out: Path, *, resume: bool = False, fres
 
 def run(config: TrainConfig | None, out: Path, *, data: DataSource = DataSource(), resume: bool = False,
         fresh: bool = False, given: dict | None = None, callback: Callback | None = None,
-        init_from: Path | None = None) -> Model:
+        init_from: Path | None = None, keep_curve: bool = False) -> Model:
     """Train and save a model at `out`, with a checkpoint beside it until it is saved (see the module note).
 
     config: the settings of a new run (None when resuming: the checkpoint's are used).
@@ -119,6 +134,8 @@ def run(config: TrainConfig | None, out: Path, *, data: DataSource = DataSource(
     model keeps the new dataset's class names and records the file as its parent).
     Raises InterruptedRunExists, NothingToResume, ResumeSettingsDiffer, SettingsError and
     ModelFileError before any work; TrainingInterrupted (checkpoint kept) and TrainingDiverged.
+    keep_curve: a diverged run's curve goes to <out>.diverged.json (`mlknobs train`; a sweep keeps it
+    in its results instead); the error's `curve` names the file.
     """
     if resume and init_from is not None:
         raise SettingsError([(None, "a resumed run continues from its checkpoint's weights, "
@@ -133,10 +150,10 @@ def run(config: TrainConfig | None, out: Path, *, data: DataSource = DataSource(
     with OutputLock(out), OutputLock(checkpoint):
         for path in (out, checkpoint):
             remove_stale_temps(path)          # a killed save's leftovers; no live writer can own them now
-        return _run_locked(config, out, checkpoint, data, resume, fresh, given, callback, init_from)
+        return _run_locked(config, out, checkpoint, data, resume, fresh, given, callback, init_from, keep_curve)
 
 
-def _run_locked(config, out, checkpoint, data, resume, fresh, given, callback, init_from) -> Model:
+def _run_locked(config, out, checkpoint, data, resume, fresh, given, callback, init_from, keep_curve) -> Model:
     config, saved = prepare(config, out, resume=resume, fresh=fresh, given=given)
     initial = parent = None
     if init_from is not None:
@@ -151,11 +168,13 @@ def _run_locked(config, out, checkpoint, data, resume, fresh, given, callback, i
     try:
         model = fit(config, train, test, class_names, checkpoint=checkpoint, resume=saved, callback=callback,
                     initial=initial, parent=parent)
-    except TrainingDiverged:
+    except TrainingDiverged as e:
         # This run's own checkpoint led here: remove it. A resumed run's is the user's earlier work,
         # and one this run never replaced (--fresh diverging in its first epoch) is another run's.
         if saved is None and _identity(checkpoint) != before:
             checkpoint.unlink(missing_ok=True)
+        if keep_curve:
+            _keep_curve(out, config, e)
         raise
     save_model(out, model)
     checkpoint.unlink(missing_ok=True)

@@ -16,7 +16,7 @@ import numpy as np
 from mlknobs.config import TrainConfig
 from mlknobs.data.splits import Split
 from mlknobs.errors import DataFormatError, SettingsError
-from mlknobs.nn.model import MIN_INPUT_STD, Cache, InputScaling, Model, Network, Params
+from mlknobs.nn.model import INPUT_SCALINGS, MIN_INPUT_STD, Cache, InputScaling, Model, Network, Params
 from mlknobs.nn.optim import SGD
 
 
@@ -25,8 +25,8 @@ def fresh_start(config: TrainConfig, fit_set: Split, rng: np.random.Generator) -
 
     Raises DataFormatError if the images are (nearly) all the same: there is nothing to learn.
     """
-    params = Params.initial(config.hidden_size, rng)
-    scaling = InputScaling.fit(fit_set.images)
+    params = Params.initial(config.hidden_size, rng, scale=config.init_scale)
+    scaling = INPUT_SCALINGS[config.input_scaling](fit_set.images)     # standardize, unit or raw
     if scaling.std < MIN_INPUT_STD:
         raise DataFormatError(f"the {len(fit_set):,} training images are (nearly) all the same "
                               f"(pixel std {scaling.std:.1e}): there is nothing to learn from")
