@@ -60,6 +60,9 @@ def max_threads() -> int:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """The settings (hyperparameters) of one training run, checked when made: SettingsError lists every
+    problem. Saved in each model file; `replace(**changes)` returns a changed copy."""
+
     epochs: int = 3
     hidden_size: int = 512
     batch_size: int = 128

@@ -176,6 +176,15 @@ class ImageError(MlknobsError, ValueError):
     """A user's picture could not be read or holds no digit."""
 
 
+class InputError(MlknobsError, ValueError):
+    """A value handed to the Python API (mlknobs.api) cannot be used: `name` says which argument,
+    `problem` what is wrong (an array of the wrong shape or type, a label outside the classes)."""
+
+    def __init__(self, name: str, problem: str):
+        self.name, self.problem = name, problem
+        super().__init__(problem)
+
+
 class PlotError(MlknobsError):
     """A picture cannot be drawn or written (missing matplotlib, unwritable path, nothing to plot)."""
 

@@ -300,3 +300,9 @@ class Model:
     def predict_proba(self, pixels: np.ndarray) -> np.ndarray:
         """Probabilities (N, 10) for uint8 images (N, 784)."""
         return predict_proba(self.params, self.loss, self.scaling, pixels)
+
+    def _repr_html_(self) -> str:
+        """How Jupyter shows a model: settings, accuracy, weight tiles and curves (viz/summary.py)."""
+        from mlknobs.viz.summary import model_html  # drawing stays out of nn/: imported on display only
+
+        return model_html(self)
