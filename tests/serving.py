@@ -20,10 +20,11 @@ START_SECONDS = 30
 
 
 @contextmanager
-def uvicorn_thread(app) -> Iterator[str]:
-    """Serve `app` on a free loopback port as `mlknobs serve` configures uvicorn; yields the page's URL."""
+def uvicorn_thread(app, limits=None) -> Iterator[str]:
+    """Serve `app` on a free loopback port as `mlknobs serve` configures uvicorn (with connection
+    `limits`, default as the command's); yields the page's URL."""
     sock = server.listen("127.0.0.1", 0)
-    uvicorn = server.uvicorn_server(app)
+    uvicorn = server.uvicorn_server(app, limits)
     thread = threading.Thread(target=uvicorn.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

@@ -6,10 +6,16 @@
     POST /api/predict   a picture's bytes as the body (or multipart/form-data with one file) ->
                         predict's report (label, name, confidence, probabilities, top_k) plus
                         `input` (28x28 ints) and `hidden` (the units that fire most)
+    .../api/train...    the training panel (train_api.py), when given a TrainingPanel: a run's
+                        model, once saved, is the one /api/model and /api/predict use
 
 Every error is JSON {"error": "..."}: 400 for a picture predict cannot read (ImageError's own
 message), 413 for a body above `max_upload_bytes` (refused from its Content-Length before any
-of it is read, or as soon as the bytes read pass the limit), 404, 405 (with Allow). Every
+of it is read, or as soon as the bytes read pass the limit), 404, 405 (with Allow), 503 when
+`max_requests` are being answered already or the server is shutting down. A picture that
+makes any decoder fail is a 400 (vision.images turns every decoder error into ImageError);
+anything else unexpected is a 500 naming only the exception's type (the traceback goes to the
+server's log, never to the client). Every
 response carries a restrictive Content-Security-Policy (only this server's own scripts, styles
 and images; no inline scripts; never framed) and X-Content-Type-Options: nosniff; the page
 writes what it receives with textContent, never as HTML.
@@ -21,6 +27,7 @@ largest picture read_input accepts), with BLAS pinned to one thread while the ap
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import Iterable
@@ -39,14 +46,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mlknobs.config import max_threads
 from mlknobs.errors import ImageError
 from mlknobs.files import human_size
+from mlknobs.io.modelfile import load_model
 from mlknobs.nn.blas import blas_threads
 from mlknobs.nn.model import Model
 from mlknobs.serve.report import picture_report
+from mlknobs.serve.train_api import TrainingPanel, training_routes
+from mlknobs.serve.trainer import Trainer
 
 STATIC = Path(__file__).with_name("static")
 MAX_UPLOAD_BYTES = 8 * 2**20      # a phone photo is 2-6 MB; the canvas sends ~10 KB
 MAX_NAME = 80                     # an uploaded file's name, as errors quote it
 PICTURE_NAME = "picture"          # how errors name a picture sent as the raw body
+MAX_REQUESTS = 64                 # requests answered at once (an event stream is one); then 503
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; script-src 'self'; "
@@ -58,26 +69,44 @@ SECURITY_HEADERS = {
 }
 
 
+class Loaded:
+    """The model the page draws with; a training run replaces it (readers take `now` once)."""
+
+    def __init__(self, model: Model, path: Path):
+        self.set(model, path)
+
+    def set(self, model: Model, path: Path) -> None:
+        meta = {"model": str(path), **{k: v for k, v in model.meta.items() if k != "state"}}
+        self.now = (model, meta)              # one assignment: a reader never sees half of a change
+
+    def load(self, path: Path) -> None:
+        self.set(load_model(path), path)
+
+
 def create_app(model: Model, model_path: Path, *, max_upload_bytes: int = MAX_UPLOAD_BYTES,
-               allowed_hosts: Iterable[str] | None = None, workers: int | None = None) -> Starlette:
+               allowed_hosts: Iterable[str] | None = None, workers: int | None = None,
+               max_requests: int = MAX_REQUESTS, training: TrainingPanel | None = None) -> Starlette:
     """The Starlette app for `model` (read from `model_path`, which /api/model reports).
 
     `allowed_hosts`: the Host header values accepted (without port), or None for any. A server on
     a loopback address passes its loopback names, so a web page elsewhere cannot reach it through
     DNS rebinding. `workers`: pictures processed at once (default: the cores this process may use).
+    `training`: where the training panel's runs save and find their data (None: no panel).
+    The app's state holds `trainer` (or None) and `begin_shutdown`, which server.Server calls.
     """
-    meta = {"model": str(model_path), **{k: v for k, v in model.meta.items() if k != "state"}}
+    loaded = Loaded(model, model_path)
     busy = threading.BoundedSemaphore(workers or max_threads())
+    trainer = Trainer(training.out_dir, training.data, on_model=loaded.load) if training is not None else None
 
     def report(data: bytes, name: str) -> dict:
         with busy:
-            return picture_report(model, data, name)
+            return picture_report(loaded.now[0], data, name)
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     async def model_info(request: Request) -> Response:
-        return JSONResponse(meta)
+        return JSONResponse(loaded.now[1])
 
     async def predict(request: Request) -> Response:
         try:
@@ -92,17 +121,25 @@ def create_app(model: Model, model_path: Path, *, max_upload_bytes: int = MAX_UP
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         with blas_threads(1):                        # one BLAS thread per request is fastest here
-            yield
+            try:
+                yield
+            finally:
+                if trainer is not None:              # a run stops at its next step, checkpoint kept
+                    trainer.shut_down()
+                    await run_in_threadpool(trainer.join)
 
     routes = [
         Route("/", index, methods=["GET"]),
         Route("/api/model", model_info, methods=["GET"]),
         Route("/api/predict", predict, methods=["POST"]),
+        *(training_routes(trainer, training) if trainer is not None else []),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan,
                     exception_handlers={HTTPException: _http_error, Exception: _server_error})
-    app.add_middleware(Guard, allowed_hosts=allowed_hosts)
+    app.add_middleware(Guard, allowed_hosts=allowed_hosts, max_requests=max_requests)
+    app.state.trainer = trainer
+    app.state.begin_shutdown = trainer.shut_down if trainer is not None else None
     return app
 
 
@@ -171,29 +208,51 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 
 class Guard:
-    """ASGI middleware: refuses unknown Host headers, adds SECURITY_HEADERS to every response."""
+    """ASGI middleware, outermost: refuses unknown Host headers, answers at most `max_requests`
+    requests at once (503 beyond), adds SECURITY_HEADERS to every response, and turns a request
+    cancelled by the server's shutdown into a 503 (instead of uvicorn's 500 and a traceback)."""
 
-    def __init__(self, app: ASGIApp, allowed_hosts: Iterable[str] | None = None):
+    def __init__(self, app: ASGIApp, allowed_hosts: Iterable[str] | None = None, max_requests: int = MAX_REQUESTS):
         self.app = app
         self.allowed = None if allowed_hosts is None else {h.lower().strip("[]") for h in allowed_hosts}
         self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in SECURITY_HEADERS.items()]
+        self.max_requests = max_requests
+        self.answering = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = False
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message["headers"] = list(message.get("headers", [])) + self.raw_headers
             await send(message)
 
+        async def refuse(status: int, error: str, headers: dict | None = None) -> None:
+            await JSONResponse({"error": error}, status_code=status, headers=headers)(scope, receive, send_with_headers)
+
         if self.allowed is not None and _host_name(Headers(scope=scope).get("host", "")) not in self.allowed:
-            response = JSONResponse({"error": "unknown Host header: open the page by the address "
-                                              "`mlknobs serve` printed"}, status_code=400)
-            await response(scope, receive, send_with_headers)
+            await refuse(400, "unknown Host header: open the page by the address `mlknobs serve` printed")
             return
-        await self.app(scope, receive, send_with_headers)
+        if self.answering >= self.max_requests:
+            await refuse(503, f"busy: {self.max_requests} requests are being answered; try again in a moment",
+                         {"Retry-After": "1", "Connection": "close"})
+            return
+        self.answering += 1
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except asyncio.CancelledError:
+            # The server is shutting down and its grace period is over: say so if we still can,
+            # and end the request here (raised further, uvicorn would log it with a traceback).
+            if not started:
+                with contextlib.suppress(Exception):
+                    await refuse(503, "the server is shutting down", {"Connection": "close"})
+        finally:
+            self.answering -= 1
 
 
 def _host_name(host: str) -> str:

@@ -6,6 +6,7 @@
 "use strict";
 
 (() => {
+  const { element, percent, weightTile } = window.mlknobs;
   const PEN_WIDTH = 18;          // px on the 280 px canvas: MNIST's strokes are ~9 % of the digit
   const PAPER = "#ffffff";
   const INK = "#111111";
@@ -226,17 +227,6 @@
     units.replaceChildren();
   }
 
-  function percent(p) {
-    return `${(100 * p).toFixed(1)} %`;
-  }
-
-  function element(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-
   function makeBars(classNames) {
     bars.replaceChildren();
     barRows = classNames.map((name) => {
@@ -261,26 +251,8 @@
     c.putImageData(image, 0, 0);
   }
 
-  // Blue - white - red as `mlknobs plot weights` draws (matplotlib's RdBu_r), for w in [-1, 1].
-  const RDBU_R = [[5, 48, 97], [33, 102, 172], [67, 147, 195], [146, 197, 222], [209, 229, 240],
-                  [247, 247, 247], [253, 219, 199], [244, 165, 130], [214, 96, 77], [178, 24, 43],
-                  [103, 0, 31]];
-
-  function colour(w) {
-    const t = (Math.max(-1, Math.min(1, w)) + 1) / 2 * (RDBU_R.length - 1);
-    const i = Math.min(Math.floor(t), RDBU_R.length - 2), f = t - i;
-    return RDBU_R[i].map((v, k) => Math.round(v + f * (RDBU_R[i + 1][k] - v)));
-  }
-
-  function tile(weights) {
-    const canvas = element("canvas", "tile");
-    canvas.width = 28;
-    canvas.height = 28;
-    const c = canvas.getContext("2d");
-    const image = c.createImageData(28, 28);
-    weights.forEach((row, y) => row.forEach((w, x) => image.data.set([...colour(w), 255], 4 * (28 * y + x))));
-    c.putImageData(image, 0, 0);
-    return canvas;
+  function tile(weights) {                       // rows of 28 weights in [-1, 1]
+    return weightTile((i) => weights[Math.floor(i / 28)][i % 28]);
   }
 
   function showUnits(hidden) {
@@ -301,6 +273,7 @@
 
   // --- the model ----------------------------------------------------------------------------------
 
+  // The model the page draws with (again after a training run replaced it: window.mlknobs.modelChanged).
   async function loadModel() {
     try {
       const response = await fetch("/api/model");
@@ -316,6 +289,12 @@
       makeBars([..."0123456789"]);
     }
   }
+
+  // A training run saved a new model: describe it, and read the drawing again with it.
+  window.mlknobs.modelChanged = async () => {
+    await loadModel();
+    if (hasInk) changed(true);
+  };
 
   clearPad();
   drawInput(null);
