@@ -21,6 +21,9 @@ SCHEDULE_NAMES = ("constant", "step", "cosine", "one-cycle")
 DATASET_NAMES = ("mnist", "fashion-mnist")   # data/datasets.py checks that DATASETS holds exactly these
 INPUT_SCALING_NAMES = ("standardize", "unit", "raw")   # nn/model.py INPUT_SCALINGS holds exactly these
 GRADIENT_NAMES = ("backprop", "nudge")                 # training/step.py GRADIENTS holds exactly these
+# The settings that take one of a few names, and those names (the web page lists them from here).
+SETTING_CHOICES = {"schedule": SCHEDULE_NAMES, "loss": LOSS_NAMES, "dataset": DATASET_NAMES,
+                   "input_scaling": INPUT_SCALING_NAMES, "gradients": GRADIENT_NAMES}
 MAX_HIDDEN_SIZE = 65_536        # 784 x 65,536 float32 weights are 205 MB; far beyond any use here
 MAX_BATCH_SIZE = 65_536
 MAX_DROPOUT = 0.9
@@ -116,8 +119,7 @@ class TrainConfig:
             yield "nesterov", "{nesterov} must be true or false"
         elif self.nesterov and self.momentum == 0:
             yield "nesterov", "{nesterov} needs a {momentum} above 0"
-        for name, choices in (("schedule", SCHEDULE_NAMES), ("loss", LOSS_NAMES), ("dataset", DATASET_NAMES),
-                              ("input_scaling", INPUT_SCALING_NAMES), ("gradients", GRADIENT_NAMES)):
+        for name, choices in SETTING_CHOICES.items():
             if getattr(self, name) not in choices:
                 yield name, f"{{{name}}} must be one of {', '.join(choices)}"
         if self.early_stopping and not self.val_size:
