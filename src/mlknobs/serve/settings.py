@@ -15,19 +15,9 @@ import math
 from dataclasses import fields
 
 from mlknobs.bounds import Range
-from mlknobs.config import (
-    AUGMENT_DEFAULTS,
-    DATASET_NAMES,
-    DEFAULTS,
-    LOSS_NAMES,
-    SCHEDULE_NAMES,
-    SETTING_RANGES,
-    TrainConfig,
-    max_threads,
-)
+from mlknobs.config import AUGMENT_DEFAULTS, DEFAULTS, SETTING_CHOICES, SETTING_RANGES, TrainConfig, max_threads
 from mlknobs.errors import SettingsError
 
-CHOICES = {"loss": LOSS_NAMES, "schedule": SCHEDULE_NAMES, "dataset": DATASET_NAMES}
 # What the server trains at most, whoever asks: with these, one run's network, optimizer and
 # batch buffers stay under ~300 MB (a 4,096-unit layer is 13 MB a copy; a 1,024 x 4,096 batch
 # buffer 16 MB), and its records (one per epoch) stay small. `mlknobs train` takes more.
@@ -63,8 +53,8 @@ def describe(flags: dict[str, tuple[str, str]] | None = None) -> dict:
         if name in flags:
             entry["flag"], entry["help"] = flags[name]
         allowed = allowed_range(name)
-        if name in CHOICES:
-            entry.update(kind="choice", choices=list(CHOICES[name]))
+        if name in SETTING_CHOICES:
+            entry.update(kind="choice", choices=list(SETTING_CHOICES[name]))
         elif isinstance(default, bool):
             entry["kind"] = "boolean"
         elif allowed is not None:
