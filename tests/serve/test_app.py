@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,6 +35,10 @@ from serving import uvicorn_thread
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
 PREDICT_KEYS = {"label", "name", "confidence", "probabilities", "top_k"}
+
+
+class ImageTypedError(ImageError):
+    """A picture error of a kind app.py has never heard of: still the picture's fault, a 400."""
 
 
 @pytest.fixture(scope="module")
@@ -342,6 +347,50 @@ def test_a_server_error_is_json_with_the_headers(model, model_path, monkeypatch)
     assert response.status_code == 500
     assert response.json() == {"error": "internal error (RuntimeError); see the server's log"}
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def dds_with_unimplemented_pixel_format() -> bytes:
+    """A DDS file whose pixel format Pillow does not implement: its decoder raises NotImplementedError."""
+    head = struct.pack("<4sI", b"DDS ", 124) + struct.pack("<IIIIII", 0x1007, 4, 4, 0, 0, 0) + b"\0" * 44
+    pixel_format = struct.pack("<II4sIIIII", 32, 0x4, b"XYZW", 0, 0, 0, 0, 0)
+    return head + pixel_format + struct.pack("<IIIII", 0x1000, 0, 0, 0, 0) + b"\0" * 64
+
+
+def test_a_picture_whose_decoder_raises_anything_is_a_400(client):
+    """A decoder may raise anything, not only OSError (Pillow's DDS plugin: NotImplementedError)."""
+    response = client.post("/api/predict", content=dds_with_unimplemented_pixel_format())
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith(f"{PICTURE_NAME}: ")
+
+
+@pytest.mark.parametrize("error", [ImageError("picture: holds no digit"), ImageTypedError("picture: odd")])
+def test_any_typed_picture_error_is_a_400_with_its_message(model, model_path, monkeypatch, error):
+    from starlette.testclient import TestClient
+
+    def refuse(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr("mlknobs.serve.app.picture_report", refuse)
+    with TestClient(create_app(model, model_path)) as refusing:
+        response = refusing.post("/api/predict", content=b"anything")
+    assert response.status_code == 400 and response.json() == {"error": str(error)}
+
+
+@pytest.mark.parametrize("error", [NotImplementedError("decoder /home/user/secret"), KeyError("k"),
+                                   MemoryError(), RecursionError("deep")])
+def test_an_unexpected_error_is_a_500_naming_only_its_type(model, model_path, monkeypatch, error):
+    """Nothing of the traceback or the error's text (paths, data) reaches the client."""
+    from starlette.testclient import TestClient
+
+    def broken(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr("mlknobs.serve.app.picture_report", broken)
+    with TestClient(create_app(model, model_path), raise_server_exceptions=False) as failing:
+        response = failing.post("/api/predict", content=b"anything")
+    assert response.status_code == 500
+    assert response.json() == {"error": f"internal error ({type(error).__name__}); see the server's log"}
+    assert "secret" not in response.text and "Traceback" not in response.text
 
 
 # --- hosts -------------------------------------------------------------------------------------------
