@@ -48,6 +48,9 @@ SETTING_RANGES = {
     "init_scale": Range(0, 100, low_open=True),
     **{name: Range(low, high) for name, (low, high) in DISTORTION_LIMITS.items()},
 }
+# `train --gradients nudge` costs about 2 x 785 x H loss evaluations of a batch per step: a run whose
+# epoch is estimated (from a timed partial step) above this many seconds is refused before training.
+NUDGE_EPOCH_LIMIT = 600.0
 # What `train --augment` sets, for the distortions not given explicitly (chosen on a validation
 # split: see README, "Distorted digits").
 AUGMENT_DEFAULTS = {"rotate": 12.0, "scale": 0.1, "shear": 0.15, "shift": 1.5, "elastic": 1.0, "elastic_sigma": 4.0}

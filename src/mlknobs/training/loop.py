@@ -33,7 +33,7 @@ from mlknobs.nn.blas import blas_threads
 from mlknobs.nn.evaluate import accuracy_and_loss
 from mlknobs.nn.model import Model, Params
 from mlknobs.nn.schedules import PEAK_AT, learning_rate_at
-from mlknobs.training.step import Stepper, check_initial, fresh_start
+from mlknobs.training.step import Stepper, check_initial, check_time, fresh_start
 
 # Weights this large mean the run has blown up (trained MNIST nets stay well below 100).
 EXPLODED_WEIGHT = 1e4
@@ -146,6 +146,7 @@ class _Fit:
         batch_rows = min(config.batch_size, len(self.fit_set))    # no buffer larger than the data
         self.stepper = Stepper(config, self.params, self.scaling, batch_rows, self.rng)
         self.net, self.optimizer = self.stepper.net, self.stepper.optimizer
+        check_time(config, self.stepper, batch_rows, self.steps_per_epoch, len(self.fit_set))   # nudging: not for days
         if resume is not None:
             self.optimizer.velocity.copy_from(resume.velocity)
         # The curve a diverged run leaves (TrainingDiverged.step_losses): the logged one with
