@@ -1,4 +1,4 @@
-"""No command writes its output over a file it reads: export, plot and explain refuse an output that
+"""No command writes its output over a file it reads: export, plot, explain and train refuse an output that
 is one of their inputs (the same path, a symlink either way, a hard link) with a usage error naming
 both options, before any work, and the input is left as it was."""
 
@@ -115,3 +115,27 @@ def test_explain_refuses_to_draw_over_its_model(synthetic_model_path, tmp_path):
     result = run("explain", "--model", model, "--plot", hard_link(model, tmp_path).rename(tmp_path / "step.png"))
 
     assert_refused(result, "--plot", "--model", model, before)
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_train_refuses_to_save_over_the_model_it_starts_from(synthetic_model_path, tmp_path, monkeypatch, way):
+    monkeypatch.chdir(tmp_path)
+    parent = copy_of(synthetic_model_path, tmp_path / "models", "parent.npz")
+    before = parent.read_bytes()
+
+    result = run("train", "--init-from", parent, "--out", way(parent, tmp_path), "--epochs", "1",
+                 "--hidden-size", "32", "--data-dir", tmp_path / "no-data")
+
+    assert_refused(result, "--out", "--init-from", parent, before)
+    assert not (tmp_path / "no-data").exists()                # refused before any data was loaded
+
+
+def test_train_from_model_npz_with_the_default_out_is_refused(synthetic_model_path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    parent = copy_of(synthetic_model_path, tmp_path, "model.npz")    # --out defaults to model.npz
+    before = parent.read_bytes()
+
+    result = run("train", "--init-from", "model.npz", "--epochs", "1", "--hidden-size", "32",
+                 "--data-dir", tmp_path / "no-data", env={"MLKNOBS_MODEL": None})
+
+    assert_refused(result, "--out", "--init-from", parent, before)

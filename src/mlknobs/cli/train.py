@@ -18,6 +18,7 @@ from mlknobs.cli.options import (
     with_augment_defaults,
 )
 from mlknobs.cli.output import EXIT_FAILED, EXIT_INTERRUPTED, echo_json, note, say
+from mlknobs.cli.paths import refuse_output_over_input
 from mlknobs.config import AUGMENT_DEFAULTS
 
 
@@ -74,6 +75,8 @@ def command(ctx: click.Context, data_dir: Path, mirrors: tuple[str, ...], out: P
     if resume and augment:
         raise click.UsageError("--resume continues with the checkpoint's settings; drop --augment")
     _check_snapshots_path(snapshots_path, out, checkpoint_path_for(out))
+    # `--init-from model.npz` with the default --out would replace the parent with its child.
+    refuse_output_over_input({"--out": out, "--snapshots": snapshots_path}, {"--init-from": init_from})
     if augment:
         settings = with_augment_defaults(ctx, settings)
     config = None if resume else TrainConfig(**{name: settings[name] for name in SETTINGS})
