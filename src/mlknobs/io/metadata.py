@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mlknobs import __version__
+from mlknobs.bounds import Range
 from mlknobs.config import TrainConfig
 from mlknobs.errors import ModelFileError
 from mlknobs.io.npz import short, show
@@ -46,14 +46,11 @@ UNIT_INPUT_STD = 1.0
 # The loop counts one step per batch: at most ceil(images / batch_size) per epoch. MNIST and
 # Fashion-MNIST train on 60,000 images; this bound only catches absurd step counts.
 MAX_TRAIN_IMAGES = 1_000_000
-# Checkpoint loop state (training/loop.py _LoopState): type, lowest, highest ("done" = epochs_done,
-# "steps" = the most steps epochs_done epochs can take).
-_LARGEST = sys.float_info.max
-LOOP_STATE_BOUNDS = {
-    "epochs_done": (int, 0, "done"), "step": (int, 0, "steps"), "seconds": (float, 0.0, _LARGEST),
-    "best_epoch": (int, 0, "done"), "best_val_accuracy": (float, 0.0, 1.0),
-    "best_val_loss": (float, 0.0, _LARGEST), "epochs_without_improvement": (int, 0, "done"),
-}
+# The numbers a file holds are checked with the one range checker (bounds.py) that settings and
+# download variables use too. History and result numbers by their names (never NaN or infinite):
+ACCURACY, NON_NEGATIVE, ANY_NUMBER = Range(0, 1), Range(0), Range()
+LOOP_STATE = ("epochs_done", "step", "seconds", "best_epoch", "best_val_accuracy", "best_val_loss",
+              "epochs_without_improvement")                            # training/loop.py _LoopState
 
 
 def describe(kind: str, model: Model, extra: dict | None = None) -> dict:
@@ -179,29 +176,39 @@ def check_state(meta: dict, checked: Checked, path: Path) -> None:
         raise ModelFileError(f"{path}: checkpoint state is incomplete or invalid ({short(e)})") from e
 
 
+def _number(value, what: str, allowed: Range):
+    """`value` if `allowed` admits it (as a float in a range of reals), else ValueError naming `what`."""
+    problem = allowed.problem(value, what)
+    if problem is not None:
+        raise ValueError(f"{problem}, not {show(value)}")
+    return value if allowed.integer else float(value)
+
+
 def _whole(value, what: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{what} must be a whole number, not {show(value)}")
-    if not low <= value <= high:
-        raise ValueError(f"{what} {show(value)} is outside {low}..{high}")
-    return value
+    return _number(value, what, Range(low, high, integer=True))
 
 
-def _real(value, what: str, low: float = -_LARGEST, high: float = _LARGEST) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{what} must be a number, not {show(value)}")
-    if not low <= value <= high:                                  # NaN is outside everything
-        raise ValueError(f"{what} {show(value)} is outside [{low:g}, {high:g}]")
-    return float(value)
+def _real(value, what: str, low: float | None = None, high: float | None = None) -> float:
+    return _number(value, what, Range(low, high))
 
 
-def _range_of(key: str) -> tuple[float, float]:
+def _range_of(key: str) -> Range:
     """Allowed values of a history or result number, by its name."""
     if key.endswith("accuracy"):
-        return 0.0, 1.0
+        return ACCURACY
     if key.endswith("loss") or key in ("seconds", "learning_rate"):
-        return 0.0, _LARGEST
-    return -_LARGEST, _LARGEST
+        return NON_NEGATIVE
+    return ANY_NUMBER
+
+
+def _loop_state_ranges(epochs_done: int, batch_size: int) -> dict[str, Range]:
+    """What each number of a checkpoint's loop state may be after `epochs_done` epochs (the step
+    counter: at most the steps those epochs can take, one per batch of MAX_TRAIN_IMAGES at most)."""
+    most_steps = epochs_done * math.ceil(MAX_TRAIN_IMAGES / batch_size)
+    done = Range(0, epochs_done, integer=True)
+    return {"epochs_done": done, "step": Range(0, most_steps, integer=True), "seconds": NON_NEGATIVE,
+            "best_epoch": done, "best_val_accuracy": ACCURACY, "best_val_loss": NON_NEGATIVE,
+            "epochs_without_improvement": done}
 
 
 def _object(value, what: str) -> dict:
@@ -233,7 +240,7 @@ def _check_history(history, config: TrainConfig) -> list[dict]:
             raise ValueError(f"history entry {number} is for epoch {entry['epoch']}")
         for key, value in entry.items():
             if key != "epoch":
-                _real(value, f"history epoch {number} {key}", *_range_of(key))
+                _number(value, f"history epoch {number} {key}", _range_of(key))
     return history
 
 
@@ -263,7 +270,7 @@ def _check_results(meta: dict, config: TrainConfig) -> dict:
         elif key == "best_epoch":
             _whole(value, key, 0, config.epochs)
         else:
-            _real(value, key, *_range_of(key))
+            _number(value, key, _range_of(key))
     return results
 
 
@@ -303,20 +310,15 @@ def _check_state(state, config: TrainConfig, history: list) -> None:
     loop = state["loop"]
     if not isinstance(loop, dict):
         raise ValueError("the loop state must map names to numbers")
-    unknown = sorted(set(loop) - set(LOOP_STATE_BOUNDS))
+    unknown = sorted(set(loop) - set(LOOP_STATE))
     if unknown:
         raise ValueError(f"unknown loop state entries {', '.join(map(show, unknown))}")
     done = _whole(loop["epochs_done"], "epochs_done", 0, config.epochs)
     if len(history) != done:
         raise ValueError(f"epochs_done is {done} but the history holds {len(history)} epochs")
-    most_steps = done * math.ceil(MAX_TRAIN_IMAGES / config.batch_size)
+    allowed = _loop_state_ranges(done, config.batch_size)
     for key, value in loop.items():
-        kind, low, high = LOOP_STATE_BOUNDS[key]
-        high = {"done": done, "steps": most_steps}.get(high, high)
-        if kind is int:
-            _whole(value, key, low, high)
-        else:
-            _real(value, key, low, high)
+        _number(value, key, allowed[key])
     _check_rng(state["rng"])
 
 
