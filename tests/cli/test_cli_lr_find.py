@@ -49,3 +49,38 @@ def test_bad_options_are_refused(synthetic_data_dir, tmp_path, monkeypatch, args
     monkeypatch.chdir(tmp_path)
     result = run(*lr_find_args(synthetic_data_dir, *args))
     assert result.exit_code in (1, 2) and flag in result.output
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--steps", "1000000000"], "--steps"), (["--steps", "1e26"], "--steps"),
+    (["--steps", "100000000000000000000000000"], "--steps"),
+    (["--start-lr", "1e-308", "--end-lr", "1e308"], "--start-lr"), (["--end-lr", "1e308"], "--end-lr"),
+    (["--end-lr", "inf"], "--end-lr"), (["--start-lr", "nan"], "--start-lr"), (["--start-lr", "1e-11"], "--start-lr"),
+])
+def test_steps_and_learning_rates_beyond_their_bounds_are_usage_errors_naming_the_option(synthetic_data_dir,
+                                                                                        args, flag):
+    result = run(*lr_find_args(synthetic_data_dir, *args))
+    assert result.exit_code == 2 and flag in result.stderr, result.output
+    assert "Traceback" not in result.output and "RuntimeWarning" not in result.output
+
+
+def test_help_states_the_bounds():
+    from mlknobs.training.lr_find_settings import MAX_LR, MAX_STEPS, MIN_LR, MIN_STEPS
+
+    text = " ".join(run("lr-find", "--help").stdout.split())
+    assert f"{MIN_STEPS}<=x<={MAX_STEPS}" in text and f"{MIN_LR}<=x<={MAX_LR}" in text
+    assert "--dropout" in text
+
+
+def test_the_widest_range_gives_a_finite_suggestion(synthetic_data_dir):
+    result = run(*lr_find_args(synthetic_data_dir, "--start-lr", "1e-10", "--end-lr", "1e6", "--json"))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert isinstance(report["suggested_lr"], float) and 0 < report["suggested_lr"] < 1e6
+    assert "Warning" not in result.stderr
+
+
+def test_dropout_reaches_the_range_test(synthetic_data_dir):
+    plain = json.loads(run(*lr_find_args(synthetic_data_dir, "--json")).stdout)
+    dropped = json.loads(run(*lr_find_args(synthetic_data_dir, "--dropout", "0.5", "--json")).stdout)
+    assert plain["lr"][:5] == dropped["lr"][:5] and plain["loss"][0] != dropped["loss"][0]

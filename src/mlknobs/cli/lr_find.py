@@ -18,11 +18,13 @@ from mlknobs.cli.options import (
     quiet_option,
 )
 from mlknobs.cli.output import echo_json, note, say
+from mlknobs.training.lr_find_settings import END_LR, MAX_LR, MAX_STEPS, MIN_LR, MIN_STEPS, START_LR, STEPS
 
 # The settings that shape the network and its steps; the range test sets the learning rate itself,
 # and epochs, schedule and early stopping have no meaning for it.
-NETWORK_SETTINGS = ("hidden_size", "batch_size", "momentum", "nesterov", "weight_decay", "loss", "val_size",
-                    "seed", "threads", "dataset")
+NETWORK_SETTINGS = ("hidden_size", "batch_size", "momentum", "nesterov", "weight_decay", "loss", "dropout",
+                    "val_size", "seed", "threads", "dataset")
+LR_TYPE = click.FloatRange(MIN_LR, MAX_LR)
 
 
 def network_setting_options(func):
@@ -36,11 +38,11 @@ def network_setting_options(func):
 
 @click.command("lr-find")
 @network_setting_options
-@click.option("--start-lr", type=click.FloatRange(min=0, min_open=True), callback=finite, default=1e-5,
-              show_default=True, help="The learning rate of the first batch.")
-@click.option("--end-lr", type=click.FloatRange(min=0, min_open=True), callback=finite, default=10.0,
-              show_default=True, help="The learning rate of the last batch.")
-@click.option("--steps", type=click.IntRange(min=10), default=200, show_default=True,
+@click.option("--start-lr", type=LR_TYPE, callback=finite, default=START_LR, show_default=True,
+              help="The learning rate of the first batch.")
+@click.option("--end-lr", type=LR_TYPE, callback=finite, default=END_LR, show_default=True,
+              help="The learning rate of the last batch.")
+@click.option("--steps", type=click.IntRange(MIN_STEPS, MAX_STEPS), default=STEPS, show_default=True,
               help="Batches over which the learning rate rises from --start-lr to --end-lr.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="FILE", help="Also draw the loss against the learning rate (.png, .svg or .pdf; needs the "
@@ -56,8 +58,8 @@ def command(start_lr: float, end_lr: float, steps: int, plot_path: Path | None, 
     batch per step, while the loss is recorded (smoothed: a moving average, beta 0.98, with its
     start-up bias removed); the test stops once the loss climbs above 4 times its minimum. The
     suggestion is the learning rate of the lowest smoothed loss divided by 10, measured to suit
-    `train`'s one-cycle recipe better than the point of steepest descent. No model file is read
-    or written.
+    `train`'s one-cycle recipe better than the point of steepest descent. The network is the one
+    `train` would build from the same options (dropout included). No model file is read or written.
 
     \b
     Examples:
