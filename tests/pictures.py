@@ -108,3 +108,47 @@ def bad_inputs(folder: Path) -> dict[str, str]:
     return {"missing.png": "no such file", "folder.png": "directory", "empty.png": "empty",
             "notes.png": "not an image", "truncated.png": "truncated", "truncated.jpg": "truncated",
             "bomb.png": "large", "huge.png": "large", "blank.png": "no ink", "faint.png": "no ink"}
+
+
+# --- pictures Pillow opens but cannot decode, and shapes that cost more than their pixels ------------
+
+def _dds(fourcc: bytes = b"ZZZZ", flags: int = 0x4, bit_count: int = 0, masks=(0, 0, 0, 0), dx10: bytes = b"") -> bytes:
+    """A 64×64 DDS file: its header (pixel format `flags`, `fourcc`, `bit_count`, masks) and zeros."""
+    header = struct.pack("<7I", 124, 0x1007, 64, 64, 64 * 4, 0, 1) + bytes(44)
+    pixel_format = struct.pack("<2I4sI4I", 32, flags, fourcc, bit_count, *masks)
+    return b"DDS " + header + pixel_format + struct.pack("<5I", 0x1000, 0, 0, 0, 0) + dx10 + bytes(64 * 64 * 4)
+
+
+def _ftex(texture_format: int) -> bytes:
+    """A 64×64 FTEX (Independence War 2) texture in a format its decoder lacks."""
+    return (b"FTEX" + struct.pack("<7i", 0, 64, 64, 1, 1, texture_format, 1) + struct.pack("<i", 100)
+            + bytes(200))
+
+
+UNDECODABLE = {   # name -> the bytes of a file Pillow recognises and then fails on, each in its own way
+    "unknown-fourcc.dds": _dds(b"ZZZZ"),                                   # NotImplementedError
+    "unknown-dxgi.dds": _dds(b"DX10", dx10=struct.pack("<5I", 999, 3, 0, 1, 0)),   # NotImplementedError
+    "odd-luminance.dds": _dds(b"\0\0\0\0", flags=0x20000, bit_count=16, masks=(0xFFFF, 0, 0, 0)),  # OSError
+    "unknown-format.ftex": _ftex(7),                                       # ValueError
+    "no-ghostscript.eps": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n" + b"\n" * 50,  # OSError
+    "video.mpg": b"\x00\x00\x01\xb3\x04\x00\x40\x00" + bytes(100),         # OSError: cannot load
+    "stub.grib": b"GRIB\0\0\0\x01" + bytes(100),                           # a stub of size 0×0
+}
+
+
+def png_of_zeros(width: int, height: int, color_type: int = 0, palette: bytes = b"") -> bytes:
+    """A complete PNG of `width`×`height` zero pixels (gray, or 2: RGB, 3: palette, 6: RGBA), compressed
+    from a stream of rows so that even 64,000,000 rows cost only a moment to write."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    row = bytes(1 + width * {0: 1, 2: 3, 3: 1, 6: 4}[color_type])         # filter byte + the pixels
+    rows_per_block = max(1, 2**20 // len(row))
+    squeeze, parts, done = zlib.compressobj(9), [], 0
+    while done < height:
+        count = min(rows_per_block, height - done)
+        parts.append(squeeze.compress(row * count))
+        done += count
+    parts.append(squeeze.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + (chunk(b"PLTE", palette) if palette else b"")
+            + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b""))

@@ -16,7 +16,7 @@ from mlknobs.config import TrainConfig
 from mlknobs.data.datasets import FASHION_MNIST
 from mlknobs.io.modelfile import load_model, save_model
 from mlknobs.vision.images import read_input
-from pictures import bad_inputs, encode, enlarged, noisy, on_paper, rgba_transparent, u8
+from pictures import UNDECODABLE, bad_inputs, encode, enlarged, noisy, on_paper, png_of_zeros, rgba_transparent, u8
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +187,32 @@ def test_a_closed_stdin_and_a_full_stdout_are_one_line_errors(synthetic_model_pa
             result = subprocess.run([sys.executable, "-m", "mlknobs", "info", str(synthetic_model_path)],
                                     stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
         assert result.returncode == 1 and "cannot write the output" in result.stderr
+
+
+def test_pictures_no_decoder_can_read_and_degenerate_shapes_are_one_line_each(synthetic_model_path, pictures,
+                                                                                tmp_path):
+    """A real process (a traceback would reach stderr): one `Error:` line per picture, exit 1, the good
+    picture still predicted, no Python warning."""
+    paths, labels, _ = pictures
+    bad = []
+    for name, data in {**UNDECODABLE, "tall.png": png_of_zeros(1, 64_000_000),
+                       "wide.png": png_of_zeros(20_000, 10)}.items():
+        bad.append(tmp_path / name)
+        bad[-1].write_bytes(data)
+    done = subprocess.run([sys.executable, "-m", "mlknobs", "predict", "--model", str(synthetic_model_path),
+                           *map(str, bad), str(paths[0])], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stdout.startswith(f"{paths[0]}: {labels[0]} (")
+    errors = done.stderr.splitlines()
+    assert len(errors) == len(bad), done.stderr
+    for line, path in zip(errors, bad):
+        assert line.startswith(f"Error: {path}: "), line
+    assert "too large" in errors[-2] and "too narrow" in errors[-1]
+    assert "Traceback" not in done.stderr and "Warning" not in done.stderr
+
+
+def test_an_undecodable_picture_on_stdin_in_json_mode(synthetic_model_path):
+    result = run("predict", "--model", synthetic_model_path, "--json", "-", input=UNDECODABLE["unknown-fourcc.dds"])
+    assert result.exit_code == 1
+    record = json.loads(result.stdout)
+    assert record["image"] == "-" and record["error"].startswith("<stdin>: a kind of picture Pillow cannot decode")

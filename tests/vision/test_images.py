@@ -12,19 +12,17 @@ import pytest
 from PIL import Image
 
 from mlknobs.data.splits import load_split
-from mlknobs.errors import ImageError
 from mlknobs.io.modelfile import load_model
 from mlknobs.vision.images import (
     LAYOUTS,
     MNIST_CENTRE,
     connected_components,
-    load_image,
     picture_to_input,
     read_input,
     stroke_width,
     to_grayscale,
 )
-from pictures import STYLES, bad_inputs, encode, enlarged, on_paper, u8
+from pictures import STYLES, encode, enlarged, on_paper, u8
 
 
 @pytest.fixture(scope="module")
@@ -265,43 +263,6 @@ def test_fashion_layout_fills_the_field_and_centres_the_box():
     assert dark.min() >= 250 and 30 <= pale.min() <= pale.max() <= 60    # 40/215 of the dark
 
 
-def test_exif_orientation_is_applied(test_digits):
-    upright = Image.fromarray(u8(1 - enlarged(test_digits.images[3], np.random.default_rng(3))))
-    exif = Image.Exif()
-    exif[0x0112] = 6                             # "rotate 90° clockwise to display"
-    stored = upright.transpose(Image.Transpose.ROTATE_90)
-    assert np.array_equal(read_input(encode(stored, "PNG", exif=exif)), read_input(encode(upright, "PNG")))
-
-
-def test_large_pictures_are_reduced_first(test_digits):
-    ink = enlarged(test_digits.images[4], np.random.default_rng(4), low=40, high=40)   # ~2000 px
-    picture = Image.fromarray(u8(1 - ink))
-    gray = to_grayscale(load_image(encode(picture, "PNG")))
-    assert max(gray.shape) <= 512
-    small = read_input(encode(picture.resize((picture.width // 8, picture.height // 8)), "PNG"))
-    assert np.abs(read_input(encode(picture, "JPEG", quality=90)).astype(int) - small).mean() < 6
-
-
-# --- bad input: one clear ImageError naming the file -----------------------------------------------
-
-
-def test_bad_inputs_raise_image_error_naming_the_file(tmp_path):
-    for name, word in bad_inputs(tmp_path).items():
-        path = tmp_path / name
-        with pytest.raises(ImageError) as caught:
-            read_input(path)
-        message = str(caught.value)
-        assert message.startswith(str(path)) and word in message, message
-        assert "\n" not in message
-
-
-def test_bad_bytes_raise_image_error():
-    with pytest.raises(ImageError, match="<stdin>: empty"):
-        read_input(b"", name="<stdin>")
-    with pytest.raises(ImageError, match="<stdin>: not an image"):
-        read_input(b"GIF89a but not really", name="<stdin>")
-
-
 # --- the pieces ------------------------------------------------------------------------------------
 
 def components_by_flood_fill(mask: np.ndarray) -> list[set]:
@@ -362,15 +323,6 @@ def test_connected_components_follow_a_long_spiral():
     assert connected_components(np.zeros((5, 5), bool))[1] == 0
 
 
-def test_a_float_picture_with_infinite_values_is_a_clear_error(tmp_path):
-    values = np.zeros((40, 40), np.float32)
-    values[10:30, 18:22] = np.inf
-    path = tmp_path / "inf.tif"
-    Image.fromarray(values, mode="F").save(path)
-    with pytest.raises(ImageError, match="NaN or infinity"):
-        read_input(path, "mnist")
-
-
 @pytest.mark.real_data
 def test_a_thin_pen_on_a_large_photo_is_still_ink(mnist_model, tmp_path):
     """A hand-drawn 7 read by a model trained on real MNIST (the synthetic digits' model, trained on
@@ -383,55 +335,3 @@ def test_a_thin_pen_on_a_large_photo_is_still_ink(mnist_model, tmp_path):
     image.save(path, quality=85)
     pixels = read_input(path, "mnist")
     assert mnist_model.predict_proba(pixels[None, :])[0].argmax() == 7
-
-
-def test_a_huge_jpeg_decodes_at_reduced_size_instead_of_being_refused(tmp_path):
-    from PIL import ImageDraw
-
-    image = Image.new("L", (12000, 9000), 255)      # 108 megapixels, as some phones take
-    ImageDraw.Draw(image).line([(3000, 2000), (9000, 2000), (5000, 8000)], fill=0, width=400)
-    path = tmp_path / "huge.jpg"
-    image.save(path, quality=70)
-    assert read_input(path, "mnist").shape == (784,)
-
-
-# --- pictures that never end: only regular files of bounded size are read ------------------------
-
-@pytest.mark.parametrize("make, word", [
-    (lambda p: __import__("os").mkfifo(p), "FIFO"),
-    (lambda p: p.symlink_to("/dev/zero"), "character device"),
-    (lambda p: p.symlink_to("/dev/urandom"), "character device"),
-])
-def test_a_picture_path_that_never_ends_is_refused_at_once(tmp_path, no_hang, make, word):
-    path = tmp_path / "digit.png"
-    make(path)
-    with pytest.raises(ImageError, match=word) as caught:
-        read_input(path)
-    assert str(caught.value).startswith(str(path)) and "\n" not in str(caught.value)
-
-
-def test_a_picture_file_above_the_size_limit_is_refused_unread(tmp_path):
-    from mlknobs.vision.images import MAX_PICTURE_BYTES
-
-    path = tmp_path / "huge.png"
-    with open(path, "wb") as f:
-        f.truncate(MAX_PICTURE_BYTES + 1)                      # sparse: takes no disk
-    with pytest.raises(ImageError, match=r"too large for a picture \(limit 64 MiB\)"):
-        read_input(path)
-
-
-def test_picture_bytes_above_the_size_limit_are_refused(monkeypatch):
-    from mlknobs.vision import images
-
-    monkeypatch.setattr(images, "MAX_PICTURE_BYTES", 1000)
-    with pytest.raises(ImageError, match="<stdin>: 1001 bytes is too large for a picture"):
-        read_input(b"\x89PNG" + bytes(997), name="<stdin>")
-
-
-def test_an_endless_stdin_stops_at_the_picture_limit(no_hang):
-    """How `predict -` reads stdin: read_bounded(stdin, MAX_PICTURE_BYTES, "<stdin>", ...)."""
-    from mlknobs.files import read_bounded
-    from mlknobs.vision.images import MAX_PICTURE_BYTES
-
-    with open("/dev/zero", "rb") as endless, pytest.raises(ImageError, match="<stdin>: more than 64 MiB"):
-        read_bounded(endless, MAX_PICTURE_BYTES, "<stdin>", error=ImageError, kind="picture")

@@ -5,7 +5,8 @@ MNIST's digits were scanned ink on paper, size-normalised so the longest side of
 centre of mass of the ink sits at the centre, light ink on black. A network trained on that has
 only ever seen digits in that form, so a picture has to be brought into it first:
 
-    1. read it (any format and mode Pillow knows), first frame, EXIF orientation applied;
+    1. read it (any format and mode Pillow knows), first frame, EXIF orientation applied, every
+       size bounded and any decoder error a clear ImageError (vision/decode.py);
     2. grayscale 0..1, transparent pixels composited onto a background that contrasts the ink;
     3. background level from the image border, ink = how far each pixel is from it, so dark ink
        on light paper and light ink on dark both become light ink on black;
@@ -25,27 +26,22 @@ Pillow is imported inside the functions: `mlknobs --help` should not pay for it.
 
 from __future__ import annotations
 
-import io
-import struct
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
 from mlknobs.errors import ImageError
-from mlknobs.files import human_size, open_regular, read_bounded
-
-if TYPE_CHECKING:
-    from PIL import Image
+from mlknobs.vision.decode import (  # noqa: F401 - MAX_* and WORK_SIZE: the picture limits, read here too
+    MAX_PICTURE_BYTES,
+    MAX_PIXELS,
+    WORK_SIZE,
+    load_image,
+    quantile,
+    to_grayscale,
+)
 
 SIDE = 28                    # the network's input is SIDE × SIDE
-MAX_PIXELS = 64_000_000      # refuse larger pictures (a 64-megapixel RGBA decodes to 256 MB)
-# Refuse larger picture files (and stdin): a 108-megapixel phone JPEG is about 30 MB, so every
-# photo fits; uncompressed BMP/TIFF above ~22 megapixels do not (convert them to PNG or JPEG).
-MAX_PICTURE_BYTES = 64 * 2**20
-WORK_SIZE = 512              # pictures are reduced to at most this many pixels per side first
 DETECT_SIZE = 128            # stroke components are found on a grid at most this fine
 MIN_CONTRAST = 0.08          # ink must differ from the paper by this much (of black-to-white)
 STROKE_THRESHOLD = 0.35      # a stroke pixel differs from the paper by this fraction of the contrast
@@ -85,147 +81,6 @@ def read_input(source: str | Path | bytes, dataset: str = "mnist", name: str | N
     return picture_to_input(gray, layout_for(dataset), name)
 
 
-# --- reading --------------------------------------------------------------------------------------
-
-def load_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
-    """Open and fully decode the first frame of a picture, refusing anything unreadable or huge.
-
-    A path must lead to a regular file (not a FIFO, a device such as /dev/zero, a directory, ...)
-    of at most MAX_PICTURE_BYTES, and is read whole, with that bound, before decoding; bytes (from
-    stdin, read with files.read_bounded(stream, MAX_PICTURE_BYTES, ...)) have the same limit.
-    """
-    name = name if name is not None else str(source)
-    if isinstance(source, bytes):
-        data = source
-    else:
-        with open_regular(Path(source), MAX_PICTURE_BYTES, error=ImageError, name=name,
-                          kind="picture") as stream:
-            data = read_bounded(stream, MAX_PICTURE_BYTES, name, error=ImageError, kind="picture")
-    if not data:
-        raise ImageError(f"{name}: empty {'input' if isinstance(source, bytes) else 'file'} (0 bytes)")
-    if len(data) > MAX_PICTURE_BYTES:
-        raise ImageError(f"{name}: {human_size(len(data))} is too large for a picture "
-                         f"(limit {human_size(MAX_PICTURE_BYTES)})")
-    return _decode(io.BytesIO(data), name)
-
-
-def _decode(stream: BinaryIO, name: str) -> Image.Image:
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns between its own limit and twice that. Our limit below applies instead,
-            # after a large JPEG has been told to decode at reduced size (a 108-megapixel phone
-            # photo decodes at 1/8 scale cheaply); beyond twice its limit Pillow refuses anyway.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(stream)
-            _draft_smaller(image)
-            width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise ImageError(f"{name}: {width}×{height} pixels is too large "
-                                 f"(limit {MAX_PIXELS // 1_000_000} megapixels)")
-            image.load()
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"{name}: image dimensions are too large to decode safely ({e})") from e
-    except UnidentifiedImageError as e:
-        raise ImageError(f"{name}: not an image Pillow can read (convert it to PNG or JPEG)") from e
-    except MemoryError as e:
-        raise ImageError(f"{name}: too large to decode in the memory available") from e
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, ZeroDivisionError) as e:
-        if isinstance(e, ImageError):
-            raise
-        # Truncated or corrupt data surfaces from Pillow's decoders as any of these.
-        raise ImageError(f"{name}: damaged or truncated image ({e})") from e
-    if image.width < 1 or image.height < 1:
-        raise ImageError(f"{name}: image has no pixels")
-    try:
-        return ImageOps.exif_transpose(image) or image     # phone photos: upright as displayed
-    except (OSError, SyntaxError, ValueError, KeyError, TypeError, struct.error):
-        return image                                       # unreadable orientation: as stored
-
-
-def _draft_smaller(image: Image.Image) -> None:
-    """Let a JPEG decode at 1/2, 1/4 or 1/8 scale when it is far larger than we need."""
-    if image.format == "JPEG" and max(image.size) > 2 * WORK_SIZE:
-        scale = max(image.size) / WORK_SIZE
-        image.draft(image.mode, (int(image.width / scale), int(image.height / scale)))
-
-
-def to_grayscale(image: Image.Image, name: str = "image") -> np.ndarray:
-    """Gray levels (H, W) float32 in 0..1 (0 = black), at most WORK_SIZE per side.
-
-    Colours become luminance (ITU-R 601: 0.299 R + 0.587 G + 0.114 B); transparency is composited
-    onto a background chosen by `_composite`.
-    """
-    from PIL import Image
-
-    mode = image.mode
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info)
-    try:
-        if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-            image, full_scale = _wide_to_float(image)
-        elif has_alpha:
-            image, full_scale = image.convert("RGBA"), 255.0
-        elif mode in ("1", "L", "P"):
-            image, full_scale = image.convert("L"), 255.0
-        else:    # RGB, CMYK, YCbCr, LAB, HSV, ...
-            image, full_scale = image.convert("RGB"), 255.0
-    except (ValueError, OSError) as e:
-        raise ImageError(f"{name}: unsupported colour mode {mode} ({e})") from e
-    if max(image.size) > WORK_SIZE:
-        scale = max(image.size) / WORK_SIZE
-        size = (max(1, round(image.width / scale)), max(1, round(image.height / scale)))
-        image = image.resize(size, Image.Resampling.BOX)   # area average; premultiplies alpha
-    pixels = np.asarray(image, dtype=np.float32) / np.float32(full_scale)
-    if pixels.ndim == 2:
-        return pixels
-    luminance = pixels[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)   # (H, W, 3) -> (H, W)
-    if pixels.shape[2] == 4:
-        return _composite(luminance, pixels[..., 3])
-    return luminance
-
-
-def _wide_to_float(image: Image.Image) -> tuple[Image.Image, float]:
-    """16-bit, 32-bit integer and float images as mode F, with the value that means white."""
-    mode = image.mode
-    image = image.convert("F")
-    values = np.asarray(image)
-    if not np.isfinite(values).all():
-        raise ImageError("pixel values include NaN or infinity")
-    top = float(values.max(initial=0.0))
-    if mode.startswith("I;16"):
-        full_scale = 65535.0
-    elif mode == "F" and top <= 1.0:
-        full_scale = 1.0
-    else:   # 32-bit integers or floats beyond 1: the smallest usual range that holds the values
-        full_scale = next((s for s in (255.0, 65535.0) if top <= s), top)
-    return image, full_scale
-
-
-def _composite(luminance: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Flatten a picture with transparency onto the background it was meant to be seen on.
-
-    Strokes of one colour drawn on nothing (an RGBA drawing: the opaque pixels all share the ink's
-    colour) go onto the opposite of that colour: dark ink onto white, light ink onto black.
-    Otherwise the opaque pixels at the edge of the transparency show what was meant to be behind
-    it: the paper's own colour where the picture is paper with transparent margins, the light
-    fringe of anti-aliased strokes where a GIF made its paper transparent.
-    """
-    opaque = alpha > 0.5
-    if alpha.min() > 0.99 or not opaque.any():
-        return luminance
-    colours = luminance[opaque]
-    # One colour: strokes drawn on nothing. Even 0.5 % of pixels in a second colour make it paper
-    # with a little ink on it (a digit can cover under 3 % of its sheet).
-    if _quantile(colours, 0.995) - _quantile(colours, 0.005) < 0.25:
-        background = 0.0 if _quantile(colours, 0.5) > 0.5 else 1.0
-    else:
-        clear = np.pad(~opaque, 1, constant_values=True)                 # beyond the edge: nothing
-        next_to_clear = clear[:-2, 1:-1] | clear[2:, 1:-1] | clear[1:-1, :-2] | clear[1:-1, 2:]
-        background = _quantile(luminance[opaque & next_to_clear], 0.5)
-    return luminance * alpha + np.float32(background) * (1 - alpha)
-
-
 # --- from gray levels to the network's input -------------------------------------------------------
 
 def picture_to_input(gray: np.ndarray, layout: Layout = MNIST_LAYOUT, name: str = "image") -> np.ndarray:
@@ -260,9 +115,9 @@ def _already_an_input(gray: np.ndarray, layout: Layout) -> np.ndarray | None:
         return None
     pixels = np.rint(gray * 255).astype(np.uint8)
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    if _quantile(border, 0.5) == 255:
+    if quantile(border, 0.5) == 255:
         pixels, border = 255 - pixels, 255 - border               # dark on light: exact inverse
-    if _quantile(border, 0.5) != 0 or not pixels.any():
+    if quantile(border, 0.5) != 0 or not pixels.any():
         return None
     if not layout.centre_by_mass:
         return pixels
@@ -286,15 +141,15 @@ def ink_map(gray: np.ndarray) -> tuple[np.ndarray, float]:
     ring = max(1, min(height, width) // 50)
     border = np.concatenate([gray[:ring].ravel(), gray[-ring:].ravel(),
                              gray[:, :ring].ravel(), gray[:, -ring:].ravel()])
-    paper = _quantile(border, 0.5)
+    paper = quantile(border, 0.5)
     if 0.4 <= paper <= 0.6:
-        darkest, lightest = _quantile(gray, 0.005), _quantile(gray, 0.995)
+        darkest, lightest = quantile(gray, 0.005), quantile(gray, 0.995)
         dark_ink = paper - darkest > lightest - paper
     else:
         dark_ink = paper > 0.5
     ink = (paper - gray) if dark_ink else (gray - paper)
     # 1.4826 * median absolute deviation estimates a Gaussian's standard deviation, unmoved by ink.
-    noise = 3 * 1.4826 * _quantile(np.abs(border - paper), 0.5)
+    noise = 3 * 1.4826 * quantile(np.abs(border - paper), 0.5)
     return np.maximum(ink, 0, dtype=np.float32), min(noise, 0.25)
 
 
@@ -307,10 +162,10 @@ def _stroke_level(stroke_ink: np.ndarray, layout: Layout) -> float:
     strongest ink becomes white. (Tuned with scripts/bench_predict.py: saturating less thins the digits
     and costs accuracy.)
     """
-    top = _quantile(stroke_ink, 0.995)
+    top = quantile(stroke_ink, 0.995)
     if layout.shaded:
         return top
-    return _quantile(stroke_ink[stroke_ink >= 0.5 * top], 0.25)
+    return quantile(stroke_ink[stroke_ink >= 0.5 * top], 0.25)
 
 
 def _stroke_region(ink: np.ndarray, noise: float, layout: Layout, name: str) -> np.ndarray:
@@ -330,7 +185,7 @@ def _stroke_region(ink: np.ndarray, noise: float, layout: Layout, name: str) -> 
     contrast = float(smooth.max())
     # Averaging over cells dilutes a thin pen on a large picture, so the strongest ink at full
     # working resolution also counts as contrast.
-    if max(contrast, _quantile(ink, 0.999)) < MIN_CONTRAST:
+    if max(contrast, quantile(ink, 0.999)) < MIN_CONTRAST:
         raise ImageError(f"{name}: no ink found (the picture is blank or has too little contrast)")
     strong = smooth > STROKE_THRESHOLD * contrast
     # Averaging (cell × cell, then 3 × 3) divides the noise's spread by 3 × cell.
@@ -343,16 +198,6 @@ def _stroke_region(ink: np.ndarray, noise: float, layout: Layout, name: str) -> 
     region = _grow(keep[labels])
     full = np.repeat(np.repeat(region, cell, axis=0), cell, axis=1)
     return full[:ink.shape[0], :ink.shape[1]]
-
-
-def _quantile(values: np.ndarray, q: float) -> float:
-    """The q-quantile (0..1) of the values by nearest rank.
-
-    (np.median and np.percentile import numpy.ma on first use: 70 ms of a 0.3 s prediction.)
-    """
-    flat = values.ravel()
-    rank = round(q * (flat.size - 1))
-    return float(np.partition(flat, rank)[rank])
 
 
 def _block_mean(values: np.ndarray, cell: int) -> np.ndarray:
