@@ -35,6 +35,7 @@ from numpy.lib import format as npy_format
 
 from mlknobs.errors import ModelFileError
 from mlknobs.files import human_size
+from mlknobs.text import error_line, one_line
 
 MAX_ZIP_DIRECTORY_BYTES = 64 * 2**10  # the archive's table of contents (13 entries take ~1 KB)
 READ_CHUNK = 16 * 2**20               # array data is inflated this much at a time
@@ -44,11 +45,11 @@ _END_SIGNATURE, _ZIP64_LOCATOR_SIGNATURE = b"PK\x05\x06", b"PK\x06\x07"
 
 # --- one line of a value or an error, for messages about a file's contents --------------------------
 
-def short(error: BaseException, limit: int = 200) -> str:
-    """An exception as one line of at most `limit` characters (a KeyError as "missing 'name'")."""
-    text = f"missing {error.args[0]!r}" if isinstance(error, KeyError) and error.args else str(error)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+def short(error: BaseException) -> str:
+    """An exception as one line (text.error_line), a KeyError as "missing 'name'"."""
+    if isinstance(error, KeyError) and error.args:
+        return one_line(f"missing {error.args[0]!r}")
+    return error_line(error)
 
 
 def show(value, limit: int = 40) -> str:
@@ -57,7 +58,7 @@ def show(value, limit: int = 40) -> str:
         text = repr(value)
     except ValueError:                 # an integer too long to print
         return "a very large number"
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return one_line(text, limit)
 
 
 # --- the archive -------------------------------------------------------------------------------------

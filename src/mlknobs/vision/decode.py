@@ -30,6 +30,7 @@ import numpy as np
 
 from mlknobs.errors import ImageError
 from mlknobs.files import human_size, open_regular, read_bounded
+from mlknobs.text import error_line
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -65,23 +66,17 @@ def decoding(name: str) -> Iterator[None]:
     except ImageError:
         raise
     except Image.DecompressionBombError as e:
-        raise ImageError(f"{name}: image dimensions are too large to decode safely ({_line(e)})") from e
+        raise ImageError(f"{name}: image dimensions are too large to decode safely ({error_line(e)})") from e
     except UnidentifiedImageError as e:
         raise ImageError(f"{name}: not an image Pillow can read (convert it to PNG or JPEG)") from e
     except MemoryError as e:
         raise ImageError(f"{name}: too large to decode in the memory available") from e
     except NotImplementedError as e:
-        raise ImageError(f"{name}: a kind of picture Pillow cannot decode ({_line(e)}); "
+        raise ImageError(f"{name}: a kind of picture Pillow cannot decode ({error_line(e)}); "
                          f"convert it to PNG or JPEG") from e
     except Exception as e:   # the point: a decoder may raise anything
         # Truncated or corrupt data surfaces from Pillow's decoders as any exception at all.
-        raise ImageError(f"{name}: damaged or truncated image ({_line(e)})") from e
-
-
-def _line(error: BaseException, limit: int = 200) -> str:
-    """A decoder's message on one line, cut short; its type when it has none."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+        raise ImageError(f"{name}: damaged or truncated image ({error_line(e)})") from e
 
 
 # --- reading ----------------------------------------------------------------------------------------------
