@@ -34,7 +34,8 @@ from datetime import datetime
 from pathlib import Path
 
 from mlknobs.errors import OutputError
-from mlknobs.files.names import describe_file_type, one_line
+from mlknobs.files.names import describe_file_type
+from mlknobs.text import one_line
 
 ATTEMPTS = 100                # rounds of "locked a file that was just deleted", then give up
 LOCK_INFO_BYTES = 4096        # at most this much of a lock file is read to name its holder

@@ -6,6 +6,8 @@ import os
 import stat
 from pathlib import Path
 
+from mlknobs.text import one_line
+
 _FILE_TYPES = (   # stat test, the type in words
     (stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
     (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
@@ -35,10 +37,3 @@ def leads_to(path: Path, name: str) -> str:
     except (OSError, ValueError):
         return ""
     return f" ({name} leads to {one_line(real)})" if real != plain else ""
-
-
-def one_line(text: str, limit: int = 200) -> str:
-    """Printable on one line in any terminal: control characters and undecodable text escaped."""
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return text if len(text) <= limit else text[:limit - 3] + "..."

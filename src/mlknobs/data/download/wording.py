@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-
-def _short(error: BaseException) -> str:
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return text if len(text) <= 160 else text[:157] + "…"
+from mlknobs.text import error_line
 
 
 def _causes(error: BaseException):
@@ -36,4 +33,4 @@ def connection_reason(error: BaseException) -> str:
             return "connection closed mid-transfer"
         if isinstance(e, OSError) and e.strerror:
             return e.strerror.lower()
-    return _short(error)
+    return error_line(error, 160)
