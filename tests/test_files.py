@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from mlknobs.errors import ImageError, ModelFileError, OutputError
+from mlknobs.errors import ImageError, ModelFileError, OutputBusy, OutputError
 from mlknobs.files import (
-    OutputBusy,
     OutputLock,
     atomic_write,
     check_writable,

@@ -201,6 +201,16 @@ class OutputError(MlknobsError):
     """An output file (model, checkpoint, picture) cannot be written where the user asked."""
 
 
+class OutputBusy(OutputError):
+    """Another process is writing the same output right now (it holds the output's lock, files/lock.py):
+    `path`, and what the holder recorded: `pid`, `host`, `command`, `since` (each None if unknown)."""
+
+    def __init__(self, message: str, path: Path, pid: int | None = None, host: str | None = None,
+                 command: str | None = None, since: str | None = None):
+        super().__init__(message)
+        self.path, self.pid, self.host, self.command, self.since = path, pid, host, command, since
+
+
 # --- sweeps -----------------------------------------------------------------------------------------
 
 class SweepError(MlknobsError):

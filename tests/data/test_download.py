@@ -1158,7 +1158,8 @@ def test_the_lock_is_reentrant_within_a_thread_and_excludes_other_threads(tmp_pa
 
 def test_the_download_lock_is_the_output_lock_algorithm(tmp_path):
     """One lock for both: while a download holds x.gz, a writer of x.gz is refused, naming this process."""
-    from mlknobs.files import OutputBusy, OutputLock
+    from mlknobs.errors import OutputBusy
+    from mlknobs.files import OutputLock
 
     with file_lock(tmp_path, "x.gz"):
         with pytest.raises(OutputBusy, match=f"pid {os.getpid()}"):

@@ -11,7 +11,7 @@ Everything a caller needs is importable from here: `from mlknobs.files import at
 """
 
 from mlknobs.files.jsonl import strict_json
-from mlknobs.files.lock import OutputBusy, OutputLock, lock_path_for
+from mlknobs.files.lock import OutputLock, lock_path_for
 from mlknobs.files.names import describe_file_type, human_size
 from mlknobs.files.reading import open_regular, read_bounded
 from mlknobs.files.writing import (
@@ -23,6 +23,6 @@ from mlknobs.files.writing import (
     temp_pattern,
 )
 
-__all__ = ["OutputBusy", "OutputLock", "atomic_write", "check_writable", "describe_file_type", "fsync_dir",
+__all__ = ["OutputLock", "atomic_write", "check_writable", "describe_file_type", "fsync_dir",
            "human_size", "lock_path_for", "open_regular", "read_bounded", "remove_stale_temps", "same_file",
            "strict_json", "temp_pattern"]

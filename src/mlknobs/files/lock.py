@@ -33,7 +33,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from mlknobs.errors import OutputError
+from mlknobs.errors import OutputBusy, OutputError
 from mlknobs.files.names import describe_file_type
 from mlknobs.text import one_line
 
@@ -167,15 +167,6 @@ def _host() -> str:
 
 
 # --- one writer per output: refuse a second one -------------------------------------------------------
-
-class OutputBusy(OutputError):
-    """Another process is writing the same output right now (it holds the output's lock)."""
-
-    def __init__(self, message: str, path: Path, pid: int | None = None, host: str | None = None,
-                 command: str | None = None, since: str | None = None):
-        super().__init__(message)
-        self.path, self.pid, self.host, self.command, self.since = path, pid, host, command, since
-
 
 class OutputLock:
     """Hold an exclusive lock on an output path while writing it: `with OutputLock(out): ...`.
