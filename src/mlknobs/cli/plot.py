@@ -21,20 +21,25 @@ or pip install ".[plot]" from a clone).
 KIND is one of
 {_KINDS_HELP}
 
-confusion and mistakes read the model's test split (downloaded on first use); sweep reads
-the folder of `mlknobs sweep` (--sweep DIR) instead of a model.
+confusion, mistakes and activations read the model's test split (downloaded on first use);
+sweep reads the folder of `mlknobs sweep` (--sweep DIR) instead of a model. history takes
+several MODELs (or a diverged run's OUT.diverged.json) and overlays their curves, named by the
+settings in which they differ, with the batch loss per step of runs trained with --log-every.
 
 \b
 Examples:
   mlknobs plot weights
   mlknobs plot history --model runs/h800.npz --out h800-history.png
+  mlknobs plot history lr0.1.npz lr0.5.npz lr20.diverged.json --out lr.png   # overlaid
   mlknobs plot confusion --mirror ../shared/data
   mlknobs plot mistakes --count 80 --out mistakes.pdf
+  mlknobs plot activations --model model.npz     # how saturated the hidden sigmoids are
   mlknobs plot augment --out augment.png     # the distorted digits train --augment shows
   mlknobs plot sweep --sweep sweep --out sweep.png
   mlknobs train --snapshots learning.gif      # an animation of the weights while they learn
 """)
 @click.argument("kind", type=click.Choice(tuple(PLOT_KINDS)), metavar="KIND")
+@click.argument("models", nargs=-1, type=click.Path(dir_okay=False, path_type=Path), metavar="[MODEL]...")
 @model_option
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Picture to write: .png, .svg or .pdf.  [default: KIND.png]")
@@ -48,8 +53,8 @@ Examples:
 @click.option("--sweep", "sweep_dir", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
               help="sweep: the --out-dir of `mlknobs sweep` to draw.")
 @data_options
-def command(kind: str, model_path: Path, out: Path | None, max_units: int, shared_scale: bool, count: int,
-            sweep_dir: Path | None, data_dir: Path, mirrors: tuple[str, ...]) -> None:
+def command(kind: str, models: tuple[Path, ...], model_path: Path, out: Path | None, max_units: int,
+            shared_scale: bool, count: int, sweep_dir: Path | None, data_dir: Path, mirrors: tuple[str, ...]) -> None:
     from mlknobs.data.splits import load_split
     from mlknobs.files import check_writable
     from mlknobs.io.modelfile import load_model
@@ -60,6 +65,15 @@ def command(kind: str, model_path: Path, out: Path | None, max_units: int, share
     fmt = plots.picture_format(out)
     plots.require_matplotlib()
     check_writable(out)          # before seconds of loading and drawing
+    if models and kind != "history":
+        raise click.UsageError(f"plot {kind} draws one model, given with --model; only plot history takes several")
+    if kind == "history" and (len(models) > 1 or _has_steps(models or (model_path,))):
+        refuse_output_over_input({"--out": out}, {f"MODEL {i + 1}": path for i, path in enumerate(models)})
+        plots.write_picture(out, _histories_picture(models or (model_path,), fmt))
+        say(f"wrote {out}")
+        return
+    if models:
+        model_path = models[0]
     _, split = PLOT_KINDS[kind]
     if split != "sweep":         # (a sweep's files cannot be pictures: --out has a picture's suffix)
         refuse_output_over_input({"--out": out}, {"--model": model_path})
@@ -77,6 +91,28 @@ def command(kind: str, model_path: Path, out: Path | None, max_units: int, share
         picture = plots.DRAW[kind](request)
     plots.write_picture(out, picture)
     say(f"wrote {out}")
+
+
+def _load_curve(path: Path):
+    """A model file, or the curve a diverged run left (<out>.diverged.json)."""
+    from mlknobs.io.curves import SUFFIX, load_diverged
+    from mlknobs.io.modelfile import load_model
+
+    return load_diverged(path) if path.name.endswith(SUFFIX) else load_model(path)
+
+
+def _has_steps(paths) -> bool:
+    """Whether a single history needs the comparison figure: a diverged run's curve, or logged steps."""
+    from mlknobs.io.curves import SUFFIX
+
+    return any(path.name.endswith(SUFFIX) or _load_curve(path).step_losses for path in paths)
+
+
+def _histories_picture(paths, fmt: str) -> bytes:
+    """`plot history A B ...`: the runs' curves overlaid, named by the settings in which they differ."""
+    from mlknobs.viz.compare import histories_figure
+
+    return histories_figure([_load_curve(path) for path in paths], [path.name for path in paths], fmt)
 
 
 def _augment_request(request, name: str):

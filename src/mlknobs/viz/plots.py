@@ -17,6 +17,7 @@ from mlknobs.errors import PlotError
 from mlknobs.files import atomic_write, check_writable
 from mlknobs.nn.model import Model
 from mlknobs.viz import PLOT_KINDS
+from mlknobs.viz.activations import activations_figure
 from mlknobs.viz.augment import augment_figure
 from mlknobs.viz.figures import matplotlib_parts, render, require_matplotlib
 from mlknobs.viz.model_plots import (
@@ -78,6 +79,7 @@ DRAW = {
     "confusion": lambda r: confusion_figure(r.model, r.name, r.test, r.fmt),
     "mistakes": lambda r: mistakes_figure(r.model, r.name, r.test, r.count, r.fmt),
     "augment": lambda r: augment_figure(r.train.images, r.distortions, r.distortions_source, fmt=r.fmt),
+    "activations": lambda r: activations_figure(r.model, r.name, r.test, r.fmt),
     "sweep": lambda r: sweep_figure(r.runs, r.swept, r.name, r.fmt),
 }
 assert DRAW.keys() == PLOT_KINDS.keys(), "viz.PLOT_KINDS must describe exactly the kinds drawn here"
