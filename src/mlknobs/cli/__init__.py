@@ -51,9 +51,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from mlknobs.cli import download, evaluate, export, gradcheck, info, lr_find, plot, predict, serve, sweep, train
+    from mlknobs.cli import download, evaluate, explain, export, gradcheck, info, lr_find, plot, predict, serve, sweep, train
 
-    for module in (download, train, sweep, lr_find, info, evaluate, predict, serve, export, gradcheck, plot):
+    for module in (download, train, sweep, lr_find, info, evaluate, predict, explain, serve, export, gradcheck, plot):
         cli.add_command(module.command)
 
 

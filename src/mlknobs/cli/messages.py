@@ -21,6 +21,8 @@ from mlknobs.text import values_text
 def to_click(error: errors.MlknobsError, command: click.Command | None) -> click.ClickException:
     if isinstance(error, errors.SettingsError):
         return click.UsageError(error.describe(lambda setting: _flag(command, setting)))
+    if isinstance(error, errors.KnobError):
+        return click.UsageError(f"Invalid value for '--knob': {error}")
     if isinstance(error, (errors.DownloadSettingsError, errors.UnsupportedMirror)):
         return click.UsageError(str(error))      # a bad variable or --mirror: the user's words were wrong
     exception = click.ClickException(_worded(error, command))
