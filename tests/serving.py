@@ -17,6 +17,10 @@ from pathlib import Path
 from mlknobs.serve import server
 
 START_SECONDS = 30
+# Debian's Chromium, driven by Playwright (`playwright install` and its browser download are not used).
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 @contextmanager

@@ -27,11 +27,8 @@ import pictures  # noqa: E402
 from mlknobs.io.modelfile import load_model  # noqa: E402
 from mlknobs.vision.classify import classify  # noqa: E402
 from mlknobs.vision.images import read_input  # noqa: E402
-from serving import serve_process  # noqa: E402
+from serving import CHROMIUM, CHROMIUM_ARGS, serve_process  # noqa: E402
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOT_COPY = Path("/tmp/serve-screenshot.png")
 WAIT_MS = 15_000
 UPLOADED_DIGIT = 7

@@ -93,16 +93,15 @@ def parse(body) -> TrainConfig:
         raise SettingsError([(AUGMENT, f"{AUGMENT} must be true or false")])
     if augment:
         settings = {**AUGMENT_DEFAULTS, **settings}
-    config = TrainConfig(**settings)           # the config's own checks: types, ranges, choices
-    problems = []
+    problems = []                              # first the server's own bounds, stated as this server's
     for name in (*SERVER_LIMITS, "threads"):
         allowed = allowed_range(name)
-        if not allowed.admits(getattr(config, name)):
+        if name in settings and not allowed.admits(settings[name]):
             note = "the cores this server may use" if name == "threads" else MEMORY_NOTE
             problems.append((name, f"{{{name}}} must be {allowed.describe()} here ({note})"))
     if problems:
         raise SettingsError(problems)
-    return config
+    return TrainConfig(**settings)             # the config's own checks: types, ranges, choices
 
 
 def _finite(number):
