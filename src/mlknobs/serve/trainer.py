@@ -144,9 +144,12 @@ class Watcher:
         self.last_snapshot = -math.inf
         self.snapshot_batches: frozenset[int] = frozenset()
         self.digits: dict | None = None           # a handful of the latest batch looked at
+        self.last: Progress | None = None         # the latest event (its params are the live knobs)
+        self.shown = True                         # has the latest snapshot been published?
 
     def __call__(self, progress: Progress) -> bool:
         run = self.run
+        self.last = progress
         if progress.event == "step":
             self.step(progress)
         elif progress.event == "epoch":
@@ -187,15 +190,16 @@ class Watcher:
             run.curve.add(step, progress.loss)
             run.progress = record
             run.feed.publish(record)
-        if progress.batch in self.snapshot_batches:
+        if progress.batch in self.snapshot_batches or self.digits is None:
             self.digits = batch_digits(progress.pixels, progress.labels, progress.guesses)
+            self.shown = False
             self.take_snapshot(progress)
 
     def take_snapshot(self, progress: Progress, force: bool = False) -> None:
         now = time.perf_counter()
         if not force and now - self.last_snapshot < MIN_SNAPSHOT_SECONDS:
             return
-        self.last_snapshot = now
+        self.last_snapshot, self.shown = now, True
         snapshot = {"epoch": progress.epoch, "batch": progress.batch, **weight_tiles(progress.params.w1)}
         if self.digits is not None:
             snapshot["digits"] = self.digits
@@ -204,10 +208,16 @@ class Watcher:
             self.run.feed.publish({"event": "snapshot", **snapshot})
 
 
+    def finish(self) -> None:
+        """The run ended: publish what the last snapshot, held back by MIN_SNAPSHOT_SECONDS, missed."""
+        if not self.shown and self.last is not None:
+            self.take_snapshot(self.last, force=True)
+
+
 def weight_tiles(w1: np.ndarray, count: int = MAX_UNITS) -> dict:
     """The first `count` hidden units' input weights: {"units", "tiles"}, tiles being base64 of
     int8 (units, 784), each unit scaled to its own largest |weight| (as `plot weights` draws)."""
-    weights = np.asarray(w1[:, :count], np.float64).T                        # (units, 784)
+    weights = np.nan_to_num(np.asarray(w1[:, :count], np.float64).T, nan=0.0, posinf=0.0, neginf=0.0)  # (units, 784)
     largest = np.maximum(np.abs(weights).max(axis=1, keepdims=True), np.finfo(np.float32).tiny)
     tiles = np.round(weights / largest * 127).astype(np.int8)
     return {"units": int(weights.shape[0]), "tiles": base64.b64encode(tiles.tobytes()).decode("ascii")}
@@ -257,8 +267,9 @@ class Trainer:
 
     def work(self, run: Run) -> None:
         end: dict
+        watcher = Watcher(run)
         try:
-            model = run_training(run, self.data)
+            model = training.run(run.config, run.out, data=self.data, callback=watcher)
             if self.on_model is not None:
                 self.on_model(run.out)
         except TrainingInterrupted as e:
@@ -269,7 +280,7 @@ class Trainer:
                 end = {"status": STOPPED, "message": "before the first epoch ended; nothing was saved"}
         except TrainingDiverged as e:
             end = {"status": FAILED, "message": str(e),
-                   "hint": "Try a smaller learning rate; `mlknobs lr-find` with the same settings measures "
+                   "hint": "Try a smaller learning rate: mlknobs lr-find, with the same settings, measures "
                            "where the loss falls fastest."}
         except MlknobsError as e:
             end = {"status": FAILED, "message": str(e)}
@@ -281,6 +292,7 @@ class Trainer:
         else:
             end = {"status": DONE, "message": f"saved {run.out}", "model": str(run.out),
                    "test_accuracy": _rounded(model.results["test_accuracy"])}
+        watcher.finish()
         with run.feed.lock:
             run.status, run.phase = end["status"], ""
             run.message, run.model, run.hint = end["message"], end.get("model"), end.get("hint")
@@ -325,11 +337,6 @@ class Trainer:
         thread = self.thread
         if thread is not None:
             thread.join(timeout)
-
-
-def run_training(run: Run, data: DataSource):
-    """training.run.run with the run's watcher: what `mlknobs train --out RUN.npz` does."""
-    return training.run(run.config, run.out, data=data, callback=Watcher(run))
 
 
 def _rounded(value):

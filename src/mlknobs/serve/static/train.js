@@ -165,6 +165,7 @@
     if (source) source.close();
     view = fresh();
     historyBody.replaceChildren();
+    showTable();
     startButton.disabled = true;
     stopButton.disabled = false;
     source = new EventSource("/api/train/events");
@@ -229,6 +230,7 @@
     }
     historyBody.replaceChildren();
     view.history.forEach(appendEpoch);
+    showTable();
     if (state.run === null) {                             // no run yet
       if (source) source.close();
       source = null;
@@ -333,6 +335,11 @@
     cell(typeof entry.val_accuracy === "number" ? percent(entry.val_accuracy, 2) : "–").className = "val";
     cell(typeof entry.seconds === "number" ? entry.seconds.toFixed(1) : "–");
     historyBody.append(row);
+    showTable();
+  }
+
+  function showTable() {          // hidden until the first epoch ends; no validation column without one
+    table.hidden = view.history.length === 0;
     table.classList.toggle("no-val", !view.history.some((e) => typeof e.val_accuracy === "number"));
   }
 
