@@ -245,10 +245,12 @@ def train_and_save(out: str | os.PathLike, config: TrainConfig | None = None, *,
 
 
 def fresh_model(data: Dataset | None = None, config: TrainConfig | None = None, **settings) -> Model:
-    """The untrained network a run with these settings starts from: Glorot knobs drawn from `seed`,
-    zero biases, input scaling fitted on the training images. Untrained, its slopes are large: the
-    place to watch a first step of learning (explain)."""
-    from mlknobs.nn.model import InputScaling, Params
+    """The untrained network that train() with the same data and settings starts from: Glorot knobs
+    drawn from `seed` (times `init_scale`), zero biases, and the `input_scaling` of the training
+    images it would train on. Untrained, its slopes are large: the place to watch a first step of
+    learning (explain). Arguments as for train."""
+    from mlknobs.data.splits import first, split_validation
+    from mlknobs.training.step import fresh_start
 
     if data is None:
         config = _settings(config, settings)
@@ -256,8 +258,9 @@ def fresh_model(data: Dataset | None = None, config: TrainConfig | None = None, 
     else:
         _check_dataset(data)
         config = _settings(config, settings, dataset=data.name)
-    params = Params.initial(config.hidden_size, np.random.default_rng(config.seed))
-    return Model(params, config, InputScaling.fit(data.train.images), list(data.class_names))
+    fit_set, _ = split_validation(first(data.train, config.train_size), config.val_size)   # as loop.fit does
+    params, scaling = fresh_start(config, fit_set, np.random.default_rng(config.seed))
+    return Model(params, config, scaling, list(data.class_names))
 
 
 # --- model files --------------------------------------------------------------------------------------
