@@ -359,14 +359,17 @@ def first_python_block(readme: str) -> str:
 
 @pytest.mark.real_data
 def test_the_readmes_first_python_example_runs_as_it_stands(shared_data, tmp_path):
-    """The README's first Python example, made small (hidden_size=32, epochs=1) and run on real MNIST."""
-    code = first_python_block(README.read_text())
-    small = re.sub(r"hidden_size=\d+", "hidden_size=32", re.sub(r"epochs=\d+", "epochs=1", code))
+    """The README's first Python example, exactly as written (small settings: a second of training),
+    in a fresh process on real MNIST through the mirror; it prints the test accuracy it states."""
+    readme = README.read_text()
+    code = first_python_block(readme)
     env = {**os.environ, "MLKNOBS_MIRROR": str(shared_data), "MLKNOBS_DATA_DIR": str(tmp_path / "data"),
            "OPENBLAS_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-c", small], cwd=tmp_path, env=env, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
-    accuracy = re.search(r"test accuracy:? (\d+\.\d+) ?%", result.stdout)
-    assert accuracy, result.stdout
-    assert float(accuracy.group(1)) > 90
+    printed = re.search(r"test accuracy (\d+\.\d+)%", result.stdout)
+    assert printed, result.stdout
+    stated = re.search(r"# test accuracy (\d+\.\d+)%", code)
+    assert stated and abs(float(printed.group(1)) - float(stated.group(1))) < 0.5, (printed.group(0), code)
+    assert (tmp_path / "model.npz").is_file()
