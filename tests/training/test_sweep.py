@@ -87,6 +87,18 @@ def test_grid_refuses_bad_values_naming_the_setting(values, setting):
     assert setting in refused.value.settings
 
 
+@pytest.mark.parametrize("values", [
+    {"learning_rate": [0.1 + i / 1e6 for i in range(100_000)]},                   # one long list
+    {"learning_rate": [0.1 + i / 1e6 for i in range(5_000)], "seed": [0, 1, 2]},  # a long product
+    {"seed": list(range(9_999)) + [0]},                                           # a repeat at the end
+])
+def test_a_huge_grid_is_refused_in_linear_time(values):
+    started = time.perf_counter()
+    with pytest.raises(SettingsError):
+        Grid.of(values)
+    assert time.perf_counter() - started < 1.0
+
+
 def test_ranking_uses_validation_never_test_accuracy():
     records = [{"run": "a", "status": "ok", "val_accuracy": 0.90, "val_loss": 0.3, "test_accuracy": 0.99},
                {"run": "b", "status": "failed", "val_accuracy": None},

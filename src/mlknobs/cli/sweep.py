@@ -52,6 +52,10 @@ def _list_of(template: click.Option):
         if text is None:
             return ()
         items = [item.strip() for item in str(text).split(",")]
+        if len(items) > 1 and ctx.get_parameter_source(param.name) is click.core.ParameterSource.ENVIRONMENT:
+            # MLKNOBS_THREADS=1,2 is a typo for a default, never a plan: a variable sets one value.
+            raise click.BadParameter(f"{param.envvar}={printable(str(text))!r} sets a default, one value; give a list "
+                                     f"with {param.opts[0]}")
         if any(not item for item in items):
             raise click.BadParameter(f"{text!r} has an empty item: give values separated by commas, e.g. 0.1,0.5")
         values = []
@@ -97,8 +101,10 @@ def setting_list_options(func):
 @click.option("--out-dir", "out_dir", type=click.Path(file_okay=False, path_type=Path), default="sweep",
               show_default=True, help="Folder for results.jsonl, sweep.json and each run's model (runs/<id>.npz).")
 @click.option("--resume", is_flag=True,
-              help="Finish the sweep in --out-dir: only the runs missing from results.jsonl run (settings given "
-                   "here must match its grid).")
+              help="Finish the sweep in --out-dir: the runs missing from results.jsonl run, and so do runs that "
+                   "failed for a reason outside the run (a lost worker, a lock another process held, an "
+                   "unwritable folder, a failed download); a run that failed on its own (diverged) is not "
+                   "retried. Settings given here must match its grid.")
 @data_options
 @quiet_option
 @json_option('Print {"runs": [...], "best": {...}} on stdout, best first, instead of the table.')
@@ -111,8 +117,8 @@ def command(ctx: click.Context, jobs: int, backend: str, scheduler: str | None, 
     constant. Runs are ranked on a validation split of the training set (--val-size, 10000 by
     default here), never on the test set; the best run's test accuracy is shown beside its
     validation accuracy. Each finished run is appended to OUT_DIR/results.jsonl at once, so Ctrl-C
-    loses no finished run, and --resume runs only the missing ones. A run that diverges is recorded
-    as failed and the sweep goes on.
+    loses no finished run, and --resume runs only the missing ones (and retries those that failed
+    for a reason outside the run). A run that diverges is recorded as failed and the sweep goes on.
 
     \b
     Examples:
@@ -143,8 +149,12 @@ def command(ctx: click.Context, jobs: int, backend: str, scheduler: str | None, 
         for line in table(ranked, result.grid.varying, ctx.command):
             say(line)
         if best is not None:
-            say(f"best: {best['run']}  validation accuracy {_percent(best['val_accuracy'])}, test accuracy "
-                f"{_percent(best['test_accuracy'])}  model {best['model']}")
+            say(f"best: {printable(best['run'])}  validation accuracy {_percent(best['val_accuracy'])}, test "
+                f"accuracy {_percent(best['test_accuracy'])}  model {printable(str(best['model']))}")
+    retryable = sum(r["status"] != "ok" and r.get("retryable", False) for r in ranked)
+    if retryable:
+        note(f"{retryable} run{'s' if retryable != 1 else ''} failed for a reason outside the run; "
+             f"mlknobs sweep --resume --out-dir {out_dir} retries them")
     if best is None:
         note(f"Error: none of the {len(ranked)} runs finished; see the error of each in "
              f"{out_dir / 'results.jsonl'}")
@@ -164,12 +174,13 @@ def table(ranked: list[dict], varying: tuple[str, ...], command: click.Command) 
         ok = record["status"] == "ok"
         settings = [_cell(record["settings"].get(name)) for name in varying]
         if ok:
-            rows.append([str(position), record["run"], *settings, _percent(record["val_accuracy"]),
+            rows.append([str(position), printable(record["run"]), *settings, _percent(record["val_accuracy"]),
                          f"{record['val_loss']:.4f}" if record.get("val_loss") is not None else "-",
                          _percent(record["test_accuracy"]), f"{record['seconds']:.1f}"])
         else:
-            rows.append(["-", record["run"], *settings, "failed", "", "", f"{record['seconds']:.1f}",
-                         printable(str(record.get("error", "")))])
+            retried = " (--resume retries it)" if record.get("retryable") else ""
+            rows.append(["-", printable(record["run"]), *settings, "failed", "", "", f"{record['seconds']:.1f}",
+                         printable(str(record.get("error", ""))) + retried])
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
     right = {0, *range(len(headers) - 4, len(headers))}
     lines = []
@@ -202,11 +213,11 @@ class _Display:
                 self._line(f"{progress.done} of {progress.total} runs were recorded before; running the others")
         elif progress.event == "run":
             record = progress.record
+            run = f"run {progress.done}/{progress.total} {printable(record['run'])}"
             if record["status"] == "ok":
-                line = (f"run {progress.done}/{progress.total} {record['run']}: validation accuracy "
-                        f"{_percent(record['val_accuracy'])} ({record['seconds']:.1f} s)")
+                line = f"{run}: validation accuracy {_percent(record['val_accuracy'])} ({record['seconds']:.1f} s)"
             else:
-                line = f"run {progress.done}/{progress.total} {record['run']} failed: {printable(str(record['error']))}"
+                line = f"{run} failed: {printable(str(record['error']))}"
             self._line(line)
             if self.bar is not None:
                 self.bar.update()

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import closing
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,11 +42,13 @@ from mlknobs.errors import (
     SettingsError,
     SweepError,
     SweepExists,
+    SweepFileError,
     SweepFromOtherVersion,
     SweepGridDiffers,
     SweepInterrupted,
 )
 from mlknobs.files import OutputLock, atomic_write
+from mlknobs.text import one_line
 from mlknobs.training.sweep.executors import BACKENDS
 from mlknobs.training.sweep.grid import MAX_RUNS, SETTING_NAMES, SWEEP_DEFAULTS, Grid, normalized, run_id
 from mlknobs.training.sweep.results import (
@@ -54,18 +56,22 @@ from mlknobs.training.sweep.results import (
     ResultsFile,
     SweepPaths,
     describe,
+    is_final,
     load_sweep,
+    of_grid,
+    parse_record,
     rank,
     read_description,
     read_results,
     saved_grid,
 )
-from mlknobs.training.sweep.worker import RunOutcome, RunTask, SweepData, kept_epoch, run_one
+from mlknobs.training.sweep.worker import MAX_ERROR_CHARS, RunOutcome, RunTask, SweepData, kept_epoch, run_one
 
 __all__ = [
     "BACKENDS", "MAX_RUNS", "SETTING_NAMES", "SWEEP_DEFAULTS", "Grid", "LoadedSweep", "NoSweep", "NoSweepToResume",
-    "RunOutcome", "RunTask", "SweepData", "SweepError", "SweepExists", "SweepGridDiffers", "SweepInterrupted",
-    "SweepProgress", "SweepResult", "kept_epoch", "load_sweep", "rank", "read_results", "run_id", "run_one", "sweep",
+    "RunOutcome", "RunTask", "SweepData", "SweepError", "SweepExists", "SweepFileError", "SweepGridDiffers",
+    "SweepInterrupted", "SweepProgress", "SweepResult", "is_final", "kept_epoch", "load_sweep", "parse_record", "rank",
+    "read_results", "run_id", "run_one", "sweep",
 ]
 
 
@@ -105,15 +111,18 @@ def sweep(grid: Grid | None, out_dir: Path, *, data: SweepData | None = None, ba
     resume): the settings' values the user stated; any that differ from the saved grid are refused
     with SweepGridDiffers. data: where the runs find their datasets (default: the default data dir).
     jobs: runs at the same time (default: the cores this process may use).
-    Raises SettingsError, MissingExtra, SweepExists, NoSweepToResume, SweepGridDiffers before any
-    run; SweepInterrupted on Ctrl-C (every finished run is recorded).
+    A resumed sweep runs the runs missing from results.jsonl and those recorded as failed for a
+    reason outside the run (`retryable`); a run that failed on its own (diverged) stays failed.
+    Raises SettingsError, MissingExtra, SweepExists, NoSweepToResume, SweepGridDiffers,
+    SweepFileError, SweepBackendUnreachable before sweep.json is written or any run starts;
+    SweepInterrupted on Ctrl-C (every finished run is recorded).
     """
     if backend not in BACKENDS:
         raise SettingsError([(None, f"unknown sweep backend {backend!r} (known: {', '.join(BACKENDS)})")])
     jobs = jobs if jobs is not None else max_threads()
     if jobs < 1:
         raise SettingsError([(None, f"jobs must be at least 1, got {jobs}")])
-    executor = BACKENDS[backend](jobs, scheduler)        # a missing extra is reported before any file is written
+    executor = BACKENDS[backend](jobs, scheduler)        # a missing extra, a bad address: before any file
     out_dir = Path(out_dir)
     paths = SweepPaths(out_dir)
     if resume:
@@ -126,33 +135,38 @@ def sweep(grid: Grid | None, out_dir: Path, *, data: SweepData | None = None, ba
             raise ValueError("a new sweep needs its grid")
         _make_folder(out_dir)
     with OutputLock(paths.results):          # one sweep per folder: a second one is refused, naming the first
-        recorded = read_results(paths.results)
-        if not resume:
-            if paths.description.exists() or recorded:
-                raise SweepExists(out_dir, len(recorded), _saved_size(out_dir))
-            atomic_write(paths.description, lambda f: f.write(json.dumps(describe(grid), indent=1).encode()))
-        _make_folder(paths.runs)
+        every_record = read_results(paths.results)
+        if not resume and (paths.description.exists() or every_record):
+            raise SweepExists(out_dir, len(every_record), _saved_size(out_dir))
+        recorded = of_grid(every_record, grid)
         configs, ids = grid.configs(), grid.run_ids()
         settings_of = dict(zip(ids, configs))
         data = (data or SweepData()).resolved(c.dataset for c in configs)
-        tasks = [RunTask(i, c, paths.model(i).resolve(), data) for i, c in zip(ids, configs) if i not in recorded]
+        tasks = [RunTask(i, c, paths.model(i).resolve(), data) for i, c in zip(ids, configs)
+                 if not is_final(recorded.get(i))]
         done = len(ids) - len(tasks)
-        if tasks:
-            data.fetch()                     # one download and check here, not one per run
-        if callback is not None:
-            callback(SweepProgress("start", done, len(ids)))
-        with ResultsFile(paths.results) as results:
-            try:
-                with closing(executor.run(run_one, tasks)) as outcomes:
-                    for outcome in outcomes:
-                        record = _record(outcome, settings_of[outcome.run_id], paths.model(outcome.run_id))
-                        results.append(record)
-                        recorded[outcome.run_id] = record
-                        done += 1
-                        if callback is not None:
-                            callback(SweepProgress("run", done, len(ids), record))
-            except KeyboardInterrupt:
-                raise SweepInterrupted(out_dir, sum(i in recorded for i in ids), len(ids)) from None
+        # Reach the workers and fetch the data (once, here, not once per run) before sweep.json is
+        # written: a sweep that cannot start leaves no description that would refuse the same command.
+        with executor if tasks else nullcontext(executor):
+            if tasks:
+                data.fetch()
+            if not resume:
+                atomic_write(paths.description, lambda f: f.write(json.dumps(describe(grid), indent=1).encode()))
+            _make_folder(paths.runs)
+            if callback is not None:
+                callback(SweepProgress("start", done, len(ids)))
+            with ResultsFile(paths.results) as results:
+                try:
+                    with closing(executor.run(run_one, tasks)) as outcomes:
+                        for outcome in outcomes:
+                            record = _record(outcome, settings_of[outcome.run_id], paths.model(outcome.run_id))
+                            results.append(record)
+                            recorded[outcome.run_id] = record
+                            done += 1
+                            if callback is not None:
+                                callback(SweepProgress("run", done, len(ids), record))
+                except KeyboardInterrupt:
+                    raise SweepInterrupted(out_dir, sum(is_final(recorded.get(i)) for i in ids), len(ids)) from None
     return SweepResult(out_dir, grid, [recorded[i] for i in ids if i in recorded])
 
 
@@ -161,8 +175,9 @@ def _record(outcome: RunOutcome, config: TrainConfig, model_path: Path) -> dict:
               "val_accuracy": outcome.val_accuracy, "val_loss": outcome.val_loss,
               "test_accuracy": outcome.test_accuracy, "seconds": round(outcome.seconds, 3),
               "model": str(model_path) if outcome.status == "ok" else None}
-    if outcome.error is not None:
-        record["error"] = outcome.error
+    if outcome.status != "ok":
+        record["error"] = (outcome.error or "")[:MAX_ERROR_CHARS]
+        record["retryable"] = outcome.retryable
     return record
 
 
@@ -171,7 +186,9 @@ def _resumed_grid(out_dir: Path, given: Mapping[str, Iterable]) -> Grid:
     saved = saved_grid(out_dir, description)
     if description.get("runs") != saved.run_ids():
         # Another mlknobs version (other settings, so other hashes): its runs would all look missing.
-        raise SweepFromOtherVersion(SweepPaths(out_dir).description, str(description.get("mlknobs", "?")))
+        version = description.get("mlknobs")
+        raise SweepFromOtherVersion(SweepPaths(out_dir).description,
+                                    one_line(version, 40) if isinstance(version, str) else "?")
     unknown = sorted(set(given) - set(SETTING_NAMES))
     if unknown:
         raise SettingsError([(None, f"unknown training settings: {', '.join(unknown)}")])

@@ -1,26 +1,33 @@
 """Where a sweep's runs execute: the `BACKENDS` table.
 
 - "local": joblib's process pool (loky), one process per job; with one job, the runs take turns in
-  the process that started the sweep.
+  the process that started the sweep. The pool's workers end with that process (DiesWithSweep).
 - "dask": an existing Dask cluster (a scheduler address), or a LocalCluster on loopback started
-  for the sweep.
+  for the sweep (its workers end with this process: distributed watches their parent).
 
-An executor yields each run's outcome as it finishes (in any order). Both need the sweep extra
-(joblib, distributed), imported only when a sweep runs on them: a missing one is MissingExtra,
-raised when the executor is made, before any file is written.
+An executor is used as a context manager: entering it connects (a Dask cluster is reached or
+started), so that a sweep that cannot reach its workers stops before it writes anything; `run`
+then yields each run's outcome as it finishes (in any order). Both need the sweep extra (joblib,
+distributed), imported only when a sweep runs on them: a missing one is MissingExtra, raised when
+the executor is made. A scheduler address that cannot name a cluster (an unknown scheme, no
+port, an in-process address) is a SettingsError then too.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 
 from mlknobs.errors import MissingExtra, SettingsError, SweepBackendUnreachable, SweepWorkerDied
-from mlknobs.text import error_line
-from mlknobs.training.sweep.worker import RunOutcome, RunTask
+from mlknobs.text import error_line, one_line
+from mlknobs.training.sweep.worker import DiesWithSweep, RunOutcome, RunTask
 
 DASK_CONNECT_TIMEOUT = "20s"      # how long to wait for an existing Dask scheduler
-ERROR_CHARS = 300                 # an error from a worker or the cluster, as recorded
+MESSAGE_CHARS = 300               # an error from a worker or the cluster, in a message
+# The schemes distributed can reach a scheduler over from another process (not inproc://, which
+# names a cluster inside one process).
+SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
 
 Runner = Callable[[RunTask], RunOutcome]
 
@@ -35,6 +42,12 @@ class LocalExecutor:
         if jobs > 1:
             _require("joblib", "a sweep on several local processes")
 
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
     def run(self, runner: Runner, tasks: list[RunTask]) -> Iterator[RunOutcome]:
         if self.jobs == 1 or len(tasks) <= 1:
             for task in tasks:
@@ -45,11 +58,12 @@ class LocalExecutor:
 
         parallel = Parallel(n_jobs=min(self.jobs, len(tasks)), backend="loky", batch_size=1,
                             return_as="generator_unordered")
+        in_worker = DiesWithSweep(runner, os.getpid())
         try:
-            yield from parallel(delayed(runner)(task) for task in tasks)
+            yield from parallel(delayed(in_worker)(task) for task in tasks)
         except TerminatedWorkerError as error:
             # joblib stops the whole pool and cannot say which run's process died.
-            raise SweepWorkerDied(error_line(error, ERROR_CHARS)) from error
+            raise SweepWorkerDied(error_line(error, MESSAGE_CHARS)) from error
 
 
 class DaskExecutor:
@@ -57,30 +71,50 @@ class DaskExecutor:
 
     The LocalCluster listens on loopback only, with `jobs` worker processes of one thread each. A
     worker that dies takes its run with it: the scheduler gives the run to another worker (up to
-    distributed's `allowed-failures`, 3 by default); after that the run is recorded as failed.
+    distributed's `allowed-failures`, 3 by default); after that the run is recorded as failed, and
+    retryable.
     """
 
     def __init__(self, jobs: int, scheduler: str | None = None):
         _require("distributed", "a sweep on Dask")
+        if scheduler is not None:
+            check_scheduler_address(scheduler)
         self.jobs, self.scheduler = jobs, scheduler
+        self.client = self.cluster = None
 
-    def run(self, runner: Runner, tasks: list[RunTask]) -> Iterator[RunOutcome]:
+    def __enter__(self) -> DaskExecutor:
+        """Reach the scheduler, or start a LocalCluster: SweepBackendUnreachable in one line if that fails."""
         import logging
 
-        from distributed import Client, LocalCluster, as_completed
+        from distributed import Client, LocalCluster
 
-        cluster = None
         try:
             if self.scheduler is None:
-                cluster = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                       dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
-                client = Client(cluster)
+                self.cluster = LocalCluster(n_workers=self.jobs, threads_per_worker=1, processes=True,
+                                            host="127.0.0.1", dashboard_address="127.0.0.1:0",
+                                            silence_logs=logging.ERROR)
+                self.client = Client(self.cluster)
             else:
-                client = Client(self.scheduler, timeout=DASK_CONNECT_TIMEOUT)
-        except (OSError, TimeoutError) as error:
-            if cluster is not None:
-                cluster.close()
-            raise SweepBackendUnreachable(self.scheduler, error_line(error, ERROR_CHARS)) from error
+                self.client = Client(self.scheduler, timeout=DASK_CONNECT_TIMEOUT)
+        except Exception as error:    # a refused or timed-out connection, TLS without certificates, no UCX, ...
+            self.__exit__()
+            reason = f"{type(error).__name__}: {error_line(error, MESSAGE_CHARS)}"
+            raise SweepBackendUnreachable(self.scheduler, reason) from error
+        return self
+
+    def __exit__(self, *exc) -> None:
+        client, cluster, self.client, self.cluster = self.client, self.cluster, None, None
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+
+    def run(self, runner: Runner, tasks: list[RunTask]) -> Iterator[RunOutcome]:
+        if not tasks:
+            return
+        from distributed import as_completed
+
+        client = self.client
         token = uuid.uuid4().hex[:8]     # keys unique to this sweep on a long-lived cluster
         futures = {}
         try:
@@ -91,17 +125,44 @@ class DaskExecutor:
                 try:
                     yield future.result()
                 except Exception as error:    # KilledWorker, a lost connection, ...
-                    yield RunOutcome(task.run_id, "failed", error=f"lost its Dask worker: {type(error).__name__}: "
-                                                                  f"{error_line(error, ERROR_CHARS)}")
+                    yield RunOutcome(task.run_id, "failed", retryable=True,
+                                     error=f"lost its Dask worker: {type(error).__name__}: "
+                                           f"{error_line(error, MESSAGE_CHARS)}")
         finally:
             if futures:
                 client.cancel(list(futures))
-            client.close()
-            if cluster is not None:
-                cluster.close()
 
 
 BACKENDS = {"local": LocalExecutor, "dask": DaskExecutor}
+
+
+def check_scheduler_address(address: str) -> None:
+    """SettingsError naming {scheduler} unless `address` can name a Dask scheduler in another process.
+
+    As distributed reads it: [SCHEME://]HOST:PORT, tcp:// when no scheme is given, an IPv6 host
+    in brackets ([::1]:8786), a port from 1 to 65535.
+    """
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    shown = one_line(address, 100)
+    try:
+        scheme, location = parse_address(address, strict=False)
+    except (ValueError, TypeError) as error:
+        raise SettingsError([("scheduler", f"{{scheduler}} {shown} is not an address: "
+                                           f"{error_line(error, MESSAGE_CHARS)}")]) from None
+    if scheme == "inproc":
+        raise SettingsError([("scheduler", f"{{scheduler}} {shown} names a cluster inside one process; give its "
+                                           f"scheduler's tcp:// address")])
+    if scheme not in SCHEDULER_SCHEMES:
+        raise SettingsError([("scheduler", f"{{scheduler}} {shown}: unknown scheme {one_line(scheme, 20)!r} "
+                                           f"(known: {', '.join(SCHEDULER_SCHEMES)})")])
+    try:
+        host, port = parse_host_port(location)
+    except (ValueError, TypeError) as error:
+        raise SettingsError([("scheduler", f"{{scheduler}} {shown} is not HOST:PORT: "
+                                           f"{error_line(error, MESSAGE_CHARS)}")]) from None
+    if not host or not 0 < port < 65536:
+        raise SettingsError([("scheduler", f"{{scheduler}} {shown} needs a host and a port from 1 to 65535")])
 
 
 def _require(module: str, feature: str) -> None:

@@ -15,6 +15,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
+from functools import cached_property
 
 from mlknobs.config import DEFAULTS, TrainConfig
 from mlknobs.errors import SettingsError
@@ -85,12 +86,21 @@ class Grid:
 
     def configs(self) -> list[TrainConfig]:
         """One TrainConfig per combination, the last setting changing fastest."""
-        names = list(self.values)
-        return [TrainConfig(**dict(zip(names, combination)))
-                for combination in itertools.product(*(self.values[n] for n in names))]
+        return list(self._configs)
 
     def run_ids(self) -> list[str]:
-        return [run_id(config, self.varying) for config in self.configs()]
+        """Each combination's run id, in the order of `configs`."""
+        return list(self._run_ids)
+
+    @cached_property
+    def _configs(self) -> tuple[TrainConfig, ...]:       # made once: a grid may hold 10,000 runs
+        names = list(self.values)
+        return tuple(TrainConfig(**dict(zip(names, combination)))
+                     for combination in itertools.product(*(self.values[n] for n in names)))
+
+    @cached_property
+    def _run_ids(self) -> tuple[str, ...]:
+        return tuple(run_id(config, self.varying) for config in self._configs)
 
     def to_dict(self) -> dict:
         return {name: list(values) for name, values in self.values.items()}

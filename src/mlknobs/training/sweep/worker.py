@@ -3,19 +3,35 @@
 A `RunTask` carries everything the run needs and pickles: its id, its settings, the absolute path
 of its model, and where its data is (`SweepData`, with the dataset specs looked up once by the
 process that started the sweep). `run_one` trains it through training.run.run, the same
-checkpoints, locks and guards as `mlknobs train`, and turns any failure into a "failed" outcome.
+checkpoints, locks and guards as `mlknobs train`, and turns any failure into a "failed" outcome
+that says whether the run failed on its own (it diverged: a rerun would too) or for a reason
+outside it (a lock, a full disk, a download), which `--resume` retries.
+
+A pool's worker process runs its tasks through `DiesWithSweep`, so that it ends with the process
+that started the sweep, however that one ends (kill -9 included).
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlknobs.config import TrainConfig
 from mlknobs.data.datasets import DatasetSpec, get_dataset
-from mlknobs.errors import MlknobsError
+from mlknobs.errors import MlknobsError, SettingsError, TrainingDiverged
+from mlknobs.text import error_line
+
+# A run that fails on its own fails the same way again: --resume does not retry it. Any other
+# failure (a lost worker, a lock another process holds, an unwritable folder, a download) is the
+# surroundings' and is retried.
+FAILS_ON_ITS_OWN = (TrainingDiverged, SettingsError)
+MAX_ERROR_CHARS = 2000            # a failed run's error, as recorded in results.jsonl
+PARENT_CHECK_SECONDS = 0.5        # how often a pool's worker checks that the sweep's process is alive
+EXIT_ORPHANED = 1
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,7 @@ class RunOutcome:
     test_accuracy: float | None = None
     seconds: float = 0.0
     error: str | None = None
+    retryable: bool = False       # failed for a reason outside the run: --resume runs it again
 
 
 def run_one(task: RunTask) -> RunOutcome:
@@ -122,8 +139,11 @@ def run_one(task: RunTask) -> RunOutcome:
     except TrainingInterrupted:
         raise KeyboardInterrupt from None
     except Exception as error:      # one bad run must not end the sweep
-        text = str(error) if isinstance(error, MlknobsError) else f"{type(error).__name__}: {error}"
-        return RunOutcome(task.run_id, "failed", seconds=time.perf_counter() - started, error=text)
+        text = error_line(error, MAX_ERROR_CHARS)
+        if not isinstance(error, MlknobsError):
+            text = f"{type(error).__name__}: {text}"[:MAX_ERROR_CHARS]
+        return RunOutcome(task.run_id, "failed", seconds=time.perf_counter() - started, error=text,
+                          retryable=not isinstance(error, FAILS_ON_ITS_OWN))
     kept = kept_epoch(model.history, model.results)
     return RunOutcome(task.run_id, "ok", val_accuracy=kept.get("val_accuracy"), val_loss=kept.get("val_loss"),
                       test_accuracy=model.results.get("test_accuracy"), seconds=time.perf_counter() - started)
@@ -137,3 +157,46 @@ def kept_epoch(history: list[dict], results: dict) -> dict:
             if entry.get("epoch") == best:
                 return entry
     return history[-1] if history else {}
+
+
+# --- a pool's worker ends with the sweep ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DiesWithSweep:
+    """`runner`, run in a pool's worker process that ends as soon as the sweep's process is gone.
+
+    The pool's workers are children of the process that started the sweep (`sweep_pid`). If that
+    process is killed (kill -9 leaves it no time to stop its pool), a worker would train on unseen
+    and keep its run's lock, so that a resumed sweep found the run "being written by" the orphan.
+    Instead a thread of the worker checks every PARENT_CHECK_SECONDS that its parent is still the
+    sweep's process, and ends the worker at once when it is not: the run's last checkpoint stays,
+    and `--resume` continues from it.
+    """
+
+    runner: Callable[[RunTask], RunOutcome]
+    sweep_pid: int
+
+    def __call__(self, task: RunTask) -> RunOutcome:
+        watch_parent(self.sweep_pid)
+        return self.runner(task)
+
+
+_watched_parent: int | None = None
+
+
+def watch_parent(sweep_pid: int) -> None:
+    """In a worker process: end this process when its parent is no longer `sweep_pid` (once per process)."""
+    global _watched_parent
+    if os.getpid() == sweep_pid or _watched_parent == sweep_pid:
+        return                    # the sweep's own process, or already watched
+    if os.getppid() != sweep_pid:
+        os._exit(EXIT_ORPHANED)   # the sweep is gone already
+    _watched_parent = sweep_pid
+    threading.Thread(target=_exit_when_orphaned, args=(sweep_pid,), name="mlknobs-sweep-parent",
+                     daemon=True).start()
+
+
+def _exit_when_orphaned(sweep_pid: int) -> None:
+    while os.getppid() == sweep_pid:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(EXIT_ORPHANED)       # no cleanup: the run's checkpoint is whole (atomic writes), the lock drops
