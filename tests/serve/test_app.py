@@ -292,7 +292,8 @@ def test_the_page_has_every_part_the_browser_test_uses(client):
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     for test_id in ("canvas", "clear", "file-input", "drop-zone", "prediction", "probabilities",
-                    "network-input", "hidden-units", "model-info"):
+                    "network-input", "hidden-units", "model-info", "model", "train-start", "train-stop",
+                    "train-status", "train-loss-chart", "train-history", "train-tiles", "train-digits"):
         assert f'data-testid="{test_id}"' in response.text
 
 

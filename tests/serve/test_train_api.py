@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import re
 import socket
 import time
 from dataclasses import fields
@@ -348,3 +349,54 @@ def test_a_client_disconnecting_mid_stream_leaves_the_run_and_other_clients_alon
     assert state["status"] == "running" and state["progress"]["step"] > before + 100   # not held up
     stalled.close()
     assert post(live_url, "/api/train/stop", {})[0] == 202
+
+
+# --- mlknobs serve, the command ----------------------------------------------------------------------
+
+SERVE_SYNTHETIC = """
+import json, sys
+from mlknobs.data import datasets
+spec = json.loads(sys.argv[1])
+datasets.DATASETS["mnist"] = datasets.DatasetSpec(name="mnist", sha256=spec["sha256"], sizes=spec["sizes"],
+                                                  class_names=tuple(spec["class_names"]), mirrors=())
+from mlknobs.cli import main
+sys.argv = ["mlknobs", "serve", *sys.argv[2:]]
+main()
+"""
+
+
+def test_ctrl_c_while_a_run_trains_keeps_its_checkpoint_and_says_how_to_resume(synthetic_mnist, synthetic_model_path,
+                                                                                tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    spec = synthetic_mnist.spec
+    description = json.dumps({"sha256": spec.sha256, "sizes": spec.sizes, "class_names": list(spec.class_names)})
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVE_SYNTHETIC, description, "--model", str(synthetic_model_path), "--port", "0",
+         "--data-dir", str(synthetic_mnist.data_dir), "--out-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        url = process.stdout.readline().split()[2]
+        status, started = post(url, "/api/train", LONG)
+        assert status == 202, started
+        deadline = time.monotonic() + WAIT_SECONDS
+        while not any(r["event"] == "epoch" for _, r in read_events(url, limit=400)):
+            assert time.monotonic() < deadline
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    out = tmp_path / f"{started['run']}.npz"
+    checkpoint = tmp_path / f"{started['run']}.ckpt.npz"
+    assert process.returncode == 0, err
+    assert checkpoint.is_file() and not out.exists()
+    lines = err.strip().splitlines()
+    assert lines[-1] == "mlknobs serve: stopped" and "Traceback" not in err, err
+    expected = (rf"training run {started['run']} stopped: epoch \d+ of 200 is saved in {re.escape(str(checkpoint))}; "
+                rf"resume with: mlknobs train --resume --out {re.escape(str(out))}")
+    assert re.fullmatch(expected, lines[-2]), err

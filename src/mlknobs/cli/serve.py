@@ -40,7 +40,9 @@ def command(model_path: Path, host: str, port: int, open_browser: bool, out_dir:
       mlknobs serve --open
       mlknobs serve --model runs/h800.npz --port 8080
       mlknobs serve --port 0                  # any free port
+      mlknobs serve --out-dir runs            # the training panel saves its models there
       curl --data-binary @my-digit.png http://127.0.0.1:8000/api/predict
+      curl -H 'Content-Type: application/json' -d '{"hidden_size": 64}' http://127.0.0.1:8000/api/train
     """
     from mlknobs.serve import require_extra
 
