@@ -64,3 +64,25 @@ def test_notebook_runs_headless_and_its_checks_hold(path, shared_data, mnist_dat
     pictures = sum("image/png" in output.get("data", {}) for cell in notebook.cells
                    for output in cell.get("outputs", []))
     assert pictures >= 2, f"{path.name} drew {pictures} pictures"
+
+
+@pytest.mark.notebook
+@pytest.mark.real_data
+def test_progress_bars_are_notebook_widgets_in_jupyter(shared_data, tmp_path, monkeypatch):
+    """tqdm.auto: the download's and the training's bars are widgets in a notebook, text elsewhere."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipywidgets")
+    monkeypatch.setenv("MLKNOBS_MIRROR", str(shared_data))
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    code = [f"import mlknobs\ndata = mlknobs.load_dataset(data_dir={str(tmp_path / 'data')!r}, progress=True)",
+            "model = mlknobs.train(data.subset(train=500, test=100), hidden_size=8, epochs=1, progress=True)",
+            "model"]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in code])
+    nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    widget = "application/vnd.jupyter.widget-view+json"
+    download, training, shown = (cell.outputs for cell in notebook.cells)
+    assert any(widget in output.get("data", {}) for output in download)
+    assert any(widget in output.get("data", {}) for output in training)
+    assert "text/html" in shown[0]["data"] and "test accuracy" in shown[0]["data"]["text/html"]

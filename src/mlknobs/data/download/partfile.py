@@ -98,7 +98,7 @@ def remove_quietly(path: Path) -> None:
 
 
 def progress_bar(total: int | None, initial: int, desc: str, progress: bool | None):
-    from tqdm import tqdm
+    from tqdm.auto import tqdm  # a widget in Jupyter, text on a terminal
 
     return tqdm(total=total, initial=initial, desc=desc, unit="B", unit_scale=True,
                 unit_divisor=1024, file=sys.stderr, leave=False, dynamic_ncols=True,
