@@ -19,7 +19,7 @@ from mlknobs.nn.model import Model
 from mlknobs.viz import PLOT_KINDS
 from mlknobs.viz.activations import activations_figure
 from mlknobs.viz.augment import augment_figure
-from mlknobs.viz.figures import matplotlib_parts, render, require_matplotlib
+from mlknobs.viz.figures import require_matplotlib
 from mlknobs.viz.model_plots import (
     confusion_figure,
     history_figure,
@@ -34,8 +34,6 @@ __all__ = ["DRAW", "PICTURE_FORMATS", "PlotRequest", "augment_figure", "confusio
            "weights_figure", "write_picture"]
 
 PICTURE_FORMATS = ("png", "svg", "pdf")
-# The old private names, for viz/explain.py until it imports viz.figures' own (matplotlib_parts, render).
-_matplotlib, _render = matplotlib_parts, render
 
 
 def picture_format(path: Path) -> str:
