@@ -106,6 +106,20 @@ def test_a_client_that_does_not_finish_its_request_is_closed_at_the_deadline(app
         assert get(url) == 200
 
 
+def test_a_request_head_growing_past_16_kib_is_a_400_and_the_log_says_so_once(app, capfd):
+    """The server keeps at most 16 KiB of a request head it has not seen the end of."""
+    unfinished = b"GET /api/model HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * (17 * 1024)
+    with uvicorn_thread(app) as url:
+        for quiet in logging.getLogger("uvicorn.error").filters:
+            quiet.last.clear()                   # what earlier tests logged does not count
+        for _ in range(20):
+            with open_sockets(url, 1) as (sock,):
+                sock.sendall(unfinished)
+                assert sock.recv(4096).startswith(b"HTTP/1.1 400 ")
+        assert get(url) == 200
+    assert capfd.readouterr().err.count("Invalid HTTP request received.") == 1     # not 20
+
+
 def test_trickling_bytes_does_not_extend_the_deadline(app):
     """Slowloris: one byte every 0.1 s keeps uvicorn's own keep-alive timer from ever firing."""
     with uvicorn_thread(app, FAST) as url, open_sockets(url, 1) as (sock,):

@@ -120,6 +120,7 @@
       (entry.primary ? primary : more).append(field(entry));
     }
     panel.hidden = false;
+    $("train-jump").hidden = false;
     return true;
   }
 
