@@ -178,6 +178,8 @@ def _record(outcome: RunOutcome, config: TrainConfig, model_path: Path) -> dict:
     if outcome.status != "ok":
         record["error"] = (outcome.error or "")[:MAX_ERROR_CHARS]
         record["retryable"] = outcome.retryable
+    if outcome.step_losses:
+        record["step_losses"] = outcome.step_losses     # the run's curve (a failed run's up to the blow-up)
     return record
 
 

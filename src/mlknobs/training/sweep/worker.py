@@ -108,6 +108,20 @@ class RunOutcome:
     seconds: float = 0.0
     error: str | None = None
     retryable: bool = False       # failed for a reason outside the run: --resume runs it again
+    step_losses: list | None = None   # [step, loss] pairs: a diverged run's curve, an ok run's with --log-every
+
+
+MAX_CURVE_PAIRS = 1000            # a results line stays far below its 64 KiB limit
+
+
+def curve_for_line(pairs: list) -> list | None:
+    """At most MAX_CURVE_PAIRS [step, loss] pairs, evenly thinned, the last (the blow-up) always kept."""
+    if not pairs:
+        return None
+    if len(pairs) > MAX_CURVE_PAIRS:
+        keep = {round(i * (len(pairs) - 1) / (MAX_CURVE_PAIRS - 1)) for i in range(MAX_CURVE_PAIRS)}
+        pairs = [pair for i, pair in enumerate(pairs) if i in keep]
+    return [[step, None if loss is None else float(f"{loss:.6g}")] for step, loss in pairs]
 
 
 def run_one(task: RunTask) -> RunOutcome:
@@ -143,10 +157,12 @@ def run_one(task: RunTask) -> RunOutcome:
         if not isinstance(error, MlknobsError):
             text = f"{type(error).__name__}: {text}"[:MAX_ERROR_CHARS]
         return RunOutcome(task.run_id, "failed", seconds=time.perf_counter() - started, error=text,
-                          retryable=not isinstance(error, FAILS_ON_ITS_OWN))
+                          retryable=not isinstance(error, FAILS_ON_ITS_OWN),
+                          step_losses=curve_for_line(getattr(error, "step_losses", None)))
     kept = kept_epoch(model.history, model.results)
     return RunOutcome(task.run_id, "ok", val_accuracy=kept.get("val_accuracy"), val_loss=kept.get("val_loss"),
-                      test_accuracy=model.results.get("test_accuracy"), seconds=time.perf_counter() - started)
+                      test_accuracy=model.results.get("test_accuracy"), seconds=time.perf_counter() - started,
+                      step_losses=curve_for_line(model.step_losses))
 
 
 def kept_epoch(history: list[dict], results: dict) -> dict:
