@@ -279,6 +279,16 @@ class SweepInterrupted(MlknobsError):
                          f"{self.out_dir / 'results.jsonl'}")
 
 
+class SchedulerAddressError(SweepError, ValueError):
+    """`address` cannot name a Dask scheduler in another process (`problem` says why): the user's words."""
+
+    def __init__(self, address: str, problem: str):
+        from mlknobs.text import one_line
+
+        self.address, self.problem = address, problem
+        super().__init__(f"scheduler address {one_line(address, 100)} {problem}")
+
+
 class SweepBackendUnreachable(SweepError):
     """The sweep's workers cannot be reached: `scheduler` (None: a LocalCluster started here) and the `reason`."""
 

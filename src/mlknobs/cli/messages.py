@@ -25,6 +25,8 @@ def to_click(error: errors.MlknobsError, command: click.Command | None) -> click
         return click.UsageError(f"Invalid value for '--knob': {error}")
     if isinstance(error, (errors.DownloadSettingsError, errors.UnsupportedMirror)):
         return click.UsageError(str(error))      # a bad variable or --mirror: the user's words were wrong
+    if isinstance(error, errors.SchedulerAddressError):
+        return click.BadParameter(str(error), param_hint="--scheduler")
     exception = click.ClickException(_worded(error, command))
     if isinstance(error, errors.SweepInterrupted):
         exception.exit_code = EXIT_INTERRUPTED

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from mlknobs.errors import SettingsError, SweepBackendUnreachable
+from mlknobs.errors import SchedulerAddressError, SweepBackendUnreachable
 from mlknobs.training.sweep import Grid, SweepData, executors, sweep
 from mlknobs.training.sweep.executors import check_scheduler_address
 from mlknobs.training.sweep.worker import DiesWithSweep, watch_parent
@@ -21,19 +21,19 @@ pytest.importorskip("distributed")
 @pytest.mark.parametrize("address, words", [
     ("bogus://127.0.0.1:1", "unknown scheme 'bogus'"),
     ("inproc://1.2.3.4/5/6", "inside one process"),
-    ("tcp://[::1", "not HOST:PORT"),
+    ("tcp://[::1", "not [SCHEME://]HOST:PORT"),
     ("tcp://127.0.0.1:99999", "from 1 to 65535"),
     ("tcp://127.0.0.1:0", "from 1 to 65535"),
     ("tcp://:8786", "needs a host"),
-    ("tcp://host", "not HOST:PORT"),
-    ("tcp://host:abc", "not HOST:PORT"),
-    ("", "not HOST:PORT"),
+    ("tcp://host", "not [SCHEME://]HOST:PORT"),
+    ("tcp://host:abc", "not [SCHEME://]HOST:PORT"),
+    ("", "not [SCHEME://]HOST:PORT"),
     ("\x1b]0;pwned\x07://h:1", "\\x1b]0;pwned\\x07"),
 ])
-def test_an_address_that_names_no_scheduler_is_a_settings_error_on_scheduler(address, words):
-    with pytest.raises(SettingsError) as refused:
+def test_an_address_that_names_no_scheduler_is_refused_before_anything(address, words):
+    with pytest.raises(SchedulerAddressError) as refused:
         check_scheduler_address(address)
-    assert refused.value.settings == ["scheduler"] and words in str(refused.value)
+    assert refused.value.address == address and words in str(refused.value)
     assert "\n" not in str(refused.value) and "\x1b" not in str(refused.value)
 
 

@@ -10,7 +10,7 @@ started), so that a sweep that cannot reach its workers stops before it writes a
 then yields each run's outcome as it finishes (in any order). Both need the sweep extra (joblib,
 distributed), imported only when a sweep runs on them: a missing one is MissingExtra, raised when
 the executor is made. A scheduler address that cannot name a cluster (an unknown scheme, no
-port, an in-process address) is a SettingsError then too.
+port, an in-process address) is a SchedulerAddressError then too.
 """
 
 from __future__ import annotations
@@ -19,7 +19,13 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 
-from mlknobs.errors import MissingExtra, SettingsError, SweepBackendUnreachable, SweepWorkerDied
+from mlknobs.errors import (
+    MissingExtra,
+    SchedulerAddressError,
+    SettingsError,
+    SweepBackendUnreachable,
+    SweepWorkerDied,
+)
 from mlknobs.text import error_line, one_line
 from mlknobs.training.sweep.worker import DiesWithSweep, RunOutcome, RunTask
 
@@ -98,7 +104,9 @@ class DaskExecutor:
                 self.client = Client(self.scheduler, timeout=DASK_CONNECT_TIMEOUT)
         except Exception as error:    # a refused or timed-out connection, TLS without certificates, no UCX, ...
             self.__exit__()
-            reason = f"{type(error).__name__}: {error_line(error, MESSAGE_CHARS)}"
+            reason = error_line(error, MESSAGE_CHARS)
+            if not isinstance(error, OSError):     # a refusal or a timeout says enough; anything else, its kind
+                reason = f"{type(error).__name__}: {reason}"
             raise SweepBackendUnreachable(self.scheduler, reason) from error
         return self
 
@@ -137,32 +145,27 @@ BACKENDS = {"local": LocalExecutor, "dask": DaskExecutor}
 
 
 def check_scheduler_address(address: str) -> None:
-    """SettingsError naming {scheduler} unless `address` can name a Dask scheduler in another process.
+    """SchedulerAddressError unless `address` can name a Dask scheduler in another process.
 
     As distributed reads it: [SCHEME://]HOST:PORT, tcp:// when no scheme is given, an IPv6 host
     in brackets ([::1]:8786), a port from 1 to 65535.
     """
     from distributed.comm.addressing import parse_address, parse_host_port
 
-    shown = one_line(address, 100)
     try:
         scheme, location = parse_address(address, strict=False)
+        host, port = parse_host_port(location) if scheme in SCHEDULER_SCHEMES else ("", 0)
     except (ValueError, TypeError) as error:
-        raise SettingsError([("scheduler", f"{{scheduler}} {shown} is not an address: "
-                                           f"{error_line(error, MESSAGE_CHARS)}")]) from None
+        raise SchedulerAddressError(address, f"is not [SCHEME://]HOST:PORT ({error_line(error, MESSAGE_CHARS)})") \
+            from None
     if scheme == "inproc":
-        raise SettingsError([("scheduler", f"{{scheduler}} {shown} names a cluster inside one process; give its "
-                                           f"scheduler's tcp:// address")])
+        raise SchedulerAddressError(address, "names a cluster inside one process; give its scheduler's tcp:// "
+                                             "address")
     if scheme not in SCHEDULER_SCHEMES:
-        raise SettingsError([("scheduler", f"{{scheduler}} {shown}: unknown scheme {one_line(scheme, 20)!r} "
-                                           f"(known: {', '.join(SCHEDULER_SCHEMES)})")])
-    try:
-        host, port = parse_host_port(location)
-    except (ValueError, TypeError) as error:
-        raise SettingsError([("scheduler", f"{{scheduler}} {shown} is not HOST:PORT: "
-                                           f"{error_line(error, MESSAGE_CHARS)}")]) from None
+        raise SchedulerAddressError(address, f"has an unknown scheme {one_line(scheme, 20)!r} "
+                                             f"(known: {', '.join(SCHEDULER_SCHEMES)})")
     if not host or not 0 < port < 65536:
-        raise SettingsError([("scheduler", f"{{scheduler}} {shown} needs a host and a port from 1 to 65535")])
+        raise SchedulerAddressError(address, "needs a host and a port from 1 to 65535")
 
 
 def _require(module: str, feature: str) -> None:
