@@ -175,3 +175,15 @@ def test_an_unwritable_runs_folder_fails_runs_retryably(synthetic_data_dir, tmp_
     assert [(r["status"], r["retryable"]) for r in result.records] == [("failed", True)]
     assert [r["status"] for r in sweep(None, out, data=SweepData(synthetic_data_dir), jobs=1, resume=True).records] \
         == ["ok"]
+
+
+def test_an_output_in_the_way_fails_its_run_retryably_and_resume_finishes_it(synthetic_data_dir, tmp_path):
+    grid = small_grid()
+    out = tmp_path / "s"
+    blocked = out / "runs" / f"{grid.run_ids()[0]}.npz"
+    blocked.mkdir(parents=True)                      # a folder where the run's model must go (even root cannot)
+    [failed] = sweep(grid, out, data=SweepData(synthetic_data_dir), jobs=1).records
+    assert (failed["status"], failed["retryable"]) == ("failed", True) and str(blocked) in failed["error"]
+    blocked.rmdir()
+    [done] = sweep(None, out, data=SweepData(synthetic_data_dir), jobs=1, resume=True).records
+    assert done["status"] == "ok" and blocked.is_file()
