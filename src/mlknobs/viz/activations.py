@@ -71,7 +71,9 @@ def activations_figure(model: Model, name: str, test: Split, fmt: str = "png") -
                   label="its slope a(1-a), x4 (0.25 at z = 0)")
     curve_ax.set_xlim(-reach, reach)
     curve_ax.set_ylim(-0.02, 1.02)
-    curve_ax.set_xlabel("z1 = x . w1[:, j] + b1[j]")
+    beyond = float(np.mean(np.abs(z1) > reach))
+    curve_ax.set_xlabel("z1 = x . w1[:, j] + b1[j]" + (f"   ({beyond:.0%} beyond the edges, drawn at them)"
+                                                      if beyond >= 0.005 else ""))
     curve_ax.set_ylabel("a1")
     curve_ax.grid(alpha=0.3)
     curve_ax.legend(loc="upper left", fontsize=8)
