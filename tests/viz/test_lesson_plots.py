@@ -62,3 +62,24 @@ def test_plot_history_overlays_models_and_a_diverged_curve(synthetic_data_dir, t
 def test_only_plot_history_takes_several_models(synthetic_model_path, tmp_path):
     result = run("plot", "weights", synthetic_model_path, synthetic_model_path, "--out", tmp_path / "w.png")
     assert result.exit_code == 2 and "only plot history" in result.stderr
+
+
+def test_plot_sweep_curves_draws_every_runs_step_curve_failed_ones_included(synthetic_data_dir, tmp_path):
+    out = tmp_path / "s"
+    swept = run("sweep", "--hidden-size", "8", "--epochs", "1", "--val-size", "500", "--train-size", "2000",
+                "--lr", "0.5,1000", "--log-every", "3", "--jobs", "1", "--data-dir", synthetic_data_dir,
+                "--out-dir", out, "--quiet")
+    assert swept.exit_code == 0, swept.output
+    picture = tmp_path / "curves.png"
+    result = run("plot", "sweep", "--sweep", out, "--curves", "--out", picture)
+    assert result.exit_code == 0, result.output
+    assert Image.open(picture).size[0] > 800
+    assert run("plot", "weights", "--curves", "--out", tmp_path / "w.png").exit_code == 2
+
+
+def test_a_sweep_without_curves_says_how_to_get_them(synthetic_data_dir, tmp_path):
+    from mlknobs.errors import PlotError
+    from mlknobs.viz.compare import sweep_curves_figure
+
+    with pytest.raises(PlotError, match="--log-every"):
+        sweep_curves_figure([{"run": "a", "status": "ok", "settings": {}}], {"learning_rate": [0.5]}, "s")

@@ -36,6 +36,7 @@ Examples:
   mlknobs plot activations --model model.npz     # how saturated the hidden sigmoids are
   mlknobs plot augment --out augment.png     # the distorted digits train --augment shows
   mlknobs plot sweep --sweep sweep --out sweep.png
+  mlknobs plot sweep --sweep sweep --curves      # every run's step curve (sweep with --log-every)
   mlknobs train --snapshots learning.gif      # an animation of the weights while they learn
 """)
 @click.argument("kind", type=click.Choice(tuple(PLOT_KINDS)), metavar="KIND")
@@ -52,9 +53,12 @@ Examples:
               help="mistakes: how many misclassified test images to show.")
 @click.option("--sweep", "sweep_dir", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
               help="sweep: the --out-dir of `mlknobs sweep` to draw.")
+@click.option("--curves", is_flag=True,
+              help="sweep: every run's batch loss per logged step instead (failed runs too: they keep their curve).")
 @data_options
 def command(kind: str, models: tuple[Path, ...], model_path: Path, out: Path | None, max_units: int,
-            shared_scale: bool, count: int, sweep_dir: Path | None, data_dir: Path, mirrors: tuple[str, ...]) -> None:
+            shared_scale: bool, count: int, sweep_dir: Path | None, curves: bool, data_dir: Path,
+            mirrors: tuple[str, ...]) -> None:
     from mlknobs.data.splits import load_split
     from mlknobs.files import check_writable
     from mlknobs.io.modelfile import load_model
@@ -65,6 +69,8 @@ def command(kind: str, models: tuple[Path, ...], model_path: Path, out: Path | N
     fmt = plots.picture_format(out)
     plots.require_matplotlib()
     check_writable(out)          # before seconds of loading and drawing
+    if curves and kind != "sweep":
+        raise click.UsageError("--curves draws a sweep's step curves: it goes with plot sweep")
     if models and kind != "history":
         raise click.UsageError(f"plot {kind} draws one model, given with --model; only plot history takes several")
     if kind == "history" and (len(models) > 1 or _has_steps(models or (model_path,))):
@@ -78,7 +84,7 @@ def command(kind: str, models: tuple[Path, ...], model_path: Path, out: Path | N
     if split != "sweep":         # (a sweep's files cannot be pictures: --out has a picture's suffix)
         refuse_output_over_input({"--out": out}, {"--model": model_path})
     if split == "sweep":
-        plots.write_picture(out, _sweep_picture(sweep_dir, fmt))
+        plots.write_picture(out, _sweep_picture(sweep_dir, fmt, curves))
         say(f"wrote {out}")
         return
     model = load_model(model_path)
@@ -128,7 +134,7 @@ def _augment_request(request, name: str):
                    distortions_source=f"train --augment ({name} was trained on clean digits)")
 
 
-def _sweep_picture(sweep_dir: Path | None, fmt: str) -> bytes:
+def _sweep_picture(sweep_dir: Path | None, fmt: str, curves: bool = False) -> bytes:
     """`plot sweep`: validation accuracy against the swept settings of a sweep folder."""
     from mlknobs.training.sweep import load_sweep
     from mlknobs.viz import plots
@@ -137,5 +143,9 @@ def _sweep_picture(sweep_dir: Path | None, fmt: str) -> bytes:
         raise click.UsageError("plot sweep draws a sweep folder: give it with --sweep DIR")
     loaded = load_sweep(sweep_dir)
     swept = {name: list(loaded.grid.values[name]) for name in loaded.grid.varying}
+    if curves:
+        from mlknobs.viz.compare import sweep_curves_figure
+
+        return sweep_curves_figure(loaded.records, swept, sweep_dir.name or str(sweep_dir), fmt)
     return plots.DRAW["sweep"](plots.PlotRequest(None, sweep_dir.name or str(sweep_dir), fmt, runs=loaded.records,
                                                  swept=swept))

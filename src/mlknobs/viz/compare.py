@@ -86,3 +86,36 @@ def histories_figure(models: list[Model], names: list[str], fmt: str = "png") ->
     what = ", ".join(differing[:SHOWN_SETTINGS]) if differing else "the same settings"
     fig.suptitle(f"{len(models)} runs compared: they differ in {what}", fontsize=11)
     return render(fig, fmt)
+
+
+def sweep_curves_figure(runs: list[dict], swept: dict[str, list], name: str, fmt: str = "png") -> bytes:
+    """`plot sweep --curves`: every run's step curve (results.jsonl `step_losses`), failed runs
+    included, dashed and ending in an X where they blew up; named by their swept settings."""
+    drawn = [r for r in runs if r.get("step_losses")]
+    if not drawn:
+        raise PlotError(f"{name} holds no step curves: sweep with --log-every N (failed runs keep theirs anyway)")
+    mpl = matplotlib_parts()
+    fig = mpl.new_figure(10.0, 5.6)
+    ax = fig.subplots()
+    colors = mpl.colormaps["tab10"]
+    for number, record in enumerate(drawn):
+        pairs = [(step, loss) for step, loss in record["step_losses"] if loss is not None and loss > 0]
+        if not pairs:
+            continue
+        steps, losses = zip(*pairs)
+        settings = record.get("settings", {})
+        label = ", ".join(f"{k}={settings.get(k)}" for k in swept) or record.get("run", "?")
+        failed = record.get("status") != "ok"
+        label += " (failed)" if failed else (f" (val {record['val_accuracy'] * 100:.1f} %)"
+                                             if record.get("val_accuracy") is not None else "")
+        color = colors(number % 10)
+        ax.plot(steps, losses, "--" if failed else "-", color=color, linewidth=1.2, label=label)
+        if failed:
+            ax.plot(steps[-1:], losses[-1:], "X", color=color, markersize=10)
+    ax.set_yscale("log")
+    ax.set_xlabel("step (one batch)")
+    ax.set_ylabel("batch loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title(f"Step curves of the sweep {name} (dashed, X: a failed run up to where it blew up)", fontsize=10.5)
+    return render(fig, fmt)
