@@ -41,7 +41,9 @@ def command(model_file: Path, as_json: bool) -> None:
     say(f"  network       {arch['input_size']} -> {arch['hidden_size']} {arch['hidden_activation']} "
         f"-> {arch['output_size']} {arch['output_activation']}")
     say(f"  knobs         {model.params.flat.size:,} weights and biases")
-    say(f"  inputs        (pixel/255 - {model.scaling.mean:.4f}) / {model.scaling.std:.4f}")
+    say(f"  inputs        (pixel/255 - {model.scaling.mean:.4f}) / {model.scaling.std:.4f}  ({config.input_scaling})")
+    if config.train_size:
+        say(f"  trained on    the first {config.train_size:,} training digits")
     say("  settings      " + ", ".join(f"{k}={v}" for k, v in config.to_dict().items()))
     results = model.results
     if "test_accuracy" in results:
