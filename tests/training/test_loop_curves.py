@@ -71,3 +71,13 @@ def test_a_diverged_run_carries_its_curve_up_to_the_blow_up(digits, log_every):
     assert steps == sorted(steps) and len(set(steps)) == len(steps)
     if log_every:
         assert all(step % 3 == 0 for step in steps[:-1])
+
+
+def test_a_log_that_would_grow_without_bound_is_refused_naming_the_setting(digits, monkeypatch):
+    import mlknobs.training.loop
+
+    monkeypatch.setattr(mlknobs.training.loop, "MAX_STEP_LOSSES", 10)
+    with pytest.raises(SettingsError) as refused:
+        fit(config(log_every=1), *digits, CLASSES)                  # 60 steps, 60 losses
+    assert refused.value.problems[0][0] == "log_every"
+    assert len(fit(config(log_every=6), *digits, CLASSES).step_losses) == 10

@@ -26,7 +26,7 @@ from mlknobs.config import TrainConfig, max_threads
 from mlknobs.data.augment import Distortions
 from mlknobs.data.batches import augmented_batches, batches
 from mlknobs.data.splits import Split, first, split_validation
-from mlknobs.errors import ModelFileError, TrainingDiverged, TrainingInterrupted
+from mlknobs.errors import ModelFileError, SettingsError, TrainingDiverged, TrainingInterrupted
 from mlknobs.io.modelfile import Checkpoint, save_checkpoint
 from mlknobs.nn.activations import sigmoid_slope
 from mlknobs.nn.blas import blas_threads
@@ -44,6 +44,9 @@ CHECK_EVERY = 25   # batches between checks of the loss and the weights
 # conditions are needed: a tiny learning rate also guesses after one epoch, but is not saturated.
 COLLAPSED_ACCURACY = 0.5
 SATURATED_SLOPE = 1e-3
+# `--log-every`: at most this many [step, loss] pairs a run (~3 MB of a model file's metadata, far
+# below what the reader admits); a run that would log more is refused before it starts.
+MAX_STEP_LOSSES = 100_000
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,10 @@ class _Fit:
         self.fit_set, self.val_set = split_validation(first(train, config.train_size), config.val_size)
         self.steps_per_epoch = math.ceil(len(self.fit_set) / config.batch_size)
         self.total_steps = config.epochs * self.steps_per_epoch
+        if config.log_every and self.total_steps // config.log_every > MAX_STEP_LOSSES:
+            raise SettingsError([("log_every", f"{{log_every}} {config.log_every} would record "
+                                               f"{self.total_steps // config.log_every:,} losses in {self.total_steps:,} "
+                                               f"steps, more than {MAX_STEP_LOSSES:,}: log less often")])
         self.rng = np.random.default_rng(config.seed)
         if resume is None and initial is not None:
             check_initial(config, initial)
