@@ -58,3 +58,12 @@ def test_the_slope_is_the_difference_of_two_evaluated_losses():
     down.w1[300, 2] -= h
     assert nudge_slopes(params, loss, x, labels).w1[300, 2] == pytest.approx(
         (batch_loss(up) - batch_loss(down)) / (2 * h), rel=1e-7)
+
+
+def test_evaluating_in_small_chunks_gives_the_same_slopes(monkeypatch):
+    import mlknobs.nn.nudge
+
+    params, x, labels, _ = small_network(hidden=5, seed=4)
+    whole = nudge_slopes(params, LOSSES["cross-entropy"], x, labels).flat
+    monkeypatch.setattr(mlknobs.nn.nudge, "CHUNK_ELEMENTS", 16 * 10 * 7)      # 7 networks at a time
+    np.testing.assert_array_equal(nudge_slopes(params, LOSSES["cross-entropy"], x, labels).flat, whole)

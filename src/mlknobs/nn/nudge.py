@@ -24,6 +24,7 @@ from mlknobs.nn.model import OUTPUT_SIZE, Params
 # Float64 central differences: truncation error ~ h^2, rounding error ~ 1e-16 / h; 1e-5 keeps both
 # far below the slopes (they agree with backprop's to about 1e-8 relative; tests/nn/test_nudge.py).
 NUDGE = 1e-5
+CHUNK_ELEMENTS = 1 << 21        # nudged outputs evaluated at once: (networks, B, 10) float64, 16 MB at most
 
 
 def nudge_slopes(params: Params, loss: Loss, x: np.ndarray, labels: np.ndarray,
@@ -52,21 +53,26 @@ def nudge_slopes(params: Params, loss: Loss, x: np.ndarray, labels: np.ndarray,
 
     # Incoming knobs of unit j: w1[:, j] and b1[j] nudge z1[:, j] by h * x[:, i] (by h for the bias).
     inputs = np.vstack([x.T, np.ones((1, n))])             # (785, B): row i is what w1[i, j] multiplies
+    rows = max(1, CHUNK_ELEMENTS // (n * OUTPUT_SIZE))     # nudged networks per evaluation
     for j in units if units is not None else range(hidden):
         mask = 1.0 if keep is None else keep[:, j]         # a dropped unit's knobs do not change the loss
-        loss_at = {}
-        for sign in (+1, -1):
-            a1_j = 1 / (1 + np.exp(-(z1[:, j] + sign * h * inputs)))                # (785, B)
-            change = (a1_j - a1[:, j]) * mask                                      # (785, B)
-            loss_at[sign] = mean_losses(z2 + change[:, :, None] * p.w2[j])         # (785, B, 10) -> (785,)
-        incoming = (loss_at[+1] - loss_at[-1]) / (2 * h)                           # (785,)
+        incoming = np.empty(len(inputs))                   # (785,) the slopes of w1[:, j] and b1[j]
+        for start in range(0, len(inputs), rows):
+            nudged = inputs[start:start + rows]            # (R, B)
+            loss_at = {}
+            for sign in (+1, -1):
+                a1_j = 1 / (1 + np.exp(-(z1[:, j] + sign * h * nudged)))             # (R, B)
+                change = (a1_j - a1[:, j]) * mask                                   # (R, B)
+                loss_at[sign] = mean_losses(z2 + change[:, :, None] * p.w2[j])      # (R, B, 10) -> (R,)
+            incoming[start:start + len(nudged)] = (loss_at[+1] - loss_at[-1]) / (2 * h)
         slopes.w1[:, j], slopes.b1[j] = incoming[:-1], incoming[-1]
 
     # Outgoing knobs: w2[j, k] nudges z2[:, k] by h * out_in[:, j]; b2[k] by h.
     sources = np.hstack([out_in, np.ones((n, 1))]).T       # (H + 1, B)
     eye = np.eye(OUTPUT_SIZE)                              # (10, 10): which output k is nudged
-    for start in range(0, hidden + 1, 64):                 # 64 units at a time: bounded memory
-        chunk = sources[start:start + 64]                  # (C, B)
+    units_at_once = max(1, rows // OUTPUT_SIZE)            # each unit nudges 10 outputs: 10 networks
+    for start in range(0, hidden + 1, units_at_once):
+        chunk = sources[start:start + units_at_once]       # (C, B)
         step = chunk[:, None, :, None] * eye[None, :, None, :]                     # (C, 10, B, 10)
         outgoing = (mean_losses(z2 + h * step) - mean_losses(z2 - h * step)) / (2 * h)   # (C, 10)
         for row, j in enumerate(range(start, start + len(chunk))):
