@@ -46,6 +46,7 @@ def test_notebook_runs_headless_and_its_checks_hold(path, shared_data, mnist_dat
     monkeypatch.setenv("MLKNOBS_MIRROR", str(shared_data))
     monkeypatch.setenv("MLKNOBS_DATA_DIR", str(mnist_data_dir))
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))     # the kernel's connection file
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.setenv(variable, "1")
     work = tmp_path / "work"
@@ -75,6 +76,7 @@ def test_progress_bars_are_notebook_widgets_in_jupyter(shared_data, tmp_path, mo
     pytest.importorskip("ipywidgets")
     monkeypatch.setenv("MLKNOBS_MIRROR", str(shared_data))
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
     code = [f"import mlknobs\ndata = mlknobs.load_dataset(data_dir={str(tmp_path / 'data')!r}, progress=True)",
             "model = mlknobs.train(data.subset(train=500, test=100), hidden_size=8, epochs=1, progress=True)",
             "model"]
