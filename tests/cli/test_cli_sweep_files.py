@@ -46,7 +46,8 @@ def finished_sweep(synthetic_data_dir, tmp_path):
 # --- results.jsonl ----------------------------------------------------------------------------------
 
 HOSTILE_LINES = ["[" * 200_000, '{"run": RUN, "val_accuracy": "x"}', '{"run": RUN, "settings": []}',
-                 '{"run": RUN, "status": "ok"}', "MISSING_SECONDS", "MISSING_STATUS", '"just text"', "{"]
+                 '{"run": RUN, "status": "ok"}', "MISSING_SECONDS", "MISSING_STATUS", '"just text"', "{",
+                 "CURVE_OF_TEXT", "CURVE_OF_WORDS"]
 
 
 @pytest.mark.parametrize("line", HOSTILE_LINES)
@@ -54,12 +55,16 @@ def test_hostile_results_lines_neither_break_resume_nor_plot(synthetic_data_dir,
     out = finished_sweep
     first, second = (json.loads(text) for text in (out / "results.jsonl").read_text().splitlines())
     hostile = {"MISSING_SECONDS": {k: v for k, v in second.items() if k != "seconds"},
-               "MISSING_STATUS": {k: v for k, v in second.items() if k != "status"}}
+               "MISSING_STATUS": {k: v for k, v in second.items() if k != "status"},
+               "CURVE_OF_TEXT": {**second, "step_losses": "xy"},
+               "CURVE_OF_WORDS": {**second, "step_losses": [[1, "a"], [2, "b"]]}}
     text = json.dumps(hostile[line]) if line in hostile else line.replace("RUN", json.dumps(second["run"]))
+    first["step_losses"] = [[3, 2.3], [6, 1.1]]
     (out / "results.jsonl").write_text(json.dumps(first) + "\n" + text + "\n")
     if HAS_MATPLOTLIB:
-        drawn = run("plot", "sweep", "--sweep", out, "--out", tmp_path / "p.png")
-        assert drawn.exit_code == 0, drawn.output
+        for extra in ([], ["--curves"]):
+            drawn = run("plot", "sweep", "--sweep", out, "--out", tmp_path / "p.png", *extra)
+            assert drawn.exit_code == 0, drawn.output
     resumed = run(*sweep_args(synthetic_data_dir, out, "--resume", "--json"))
     assert resumed.exit_code == 0, resumed.output
     assert sorted(r["run"] for r in json.loads(resumed.stdout)["runs"]) == sorted([first["run"], second["run"]])

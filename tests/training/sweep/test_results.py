@@ -35,6 +35,10 @@ def small_grid(**values) -> Grid:
     {"settings": {"learning_rate": {"x": 1}}}, {"settings": None}, {"seconds": None}, {"seconds": -1},
     {"seconds": "1"}, {"status": "done"}, {"status": None}, {"run": 7}, {"run": ""}, {"run": "x" * 5000},
     {"model": 3}, {"model": ["a"]}, {"error": {"m": 1}}, {"error": "e" * 5000}, {"retryable": "yes"},
+    {"step_losses": "xy"}, {"step_losses": [[1, "a"]]}, {"step_losses": [[1]]}, {"step_losses": [[1, 0.5, 2]]},
+    {"step_losses": [["a", 0.5]]}, {"step_losses": [[-1, 0.5]]}, {"step_losses": [[1.5, 0.5]]},
+    {"step_losses": [[1, -0.5]]}, {"step_losses": {"1": 0.5}}, {"step_losses": None},
+    {"step_losses": [[step, 0.5] for step in range(1001)]},
 ])
 def test_a_record_with_a_wrong_field_is_no_record(change):
     assert parse_record({**GOOD, **change}) is None
@@ -52,6 +56,8 @@ def test_a_line_that_is_not_an_object_is_no_record(value):
 
 def test_good_records_pass_whole_and_say_whether_they_settle_their_run():
     assert parse_record(GOOD) == GOOD and is_final(GOOD)
+    curved = {**GOOD, "step_losses": [[3, 2.3], [6, 1.1], [9, None]]}
+    assert parse_record(curved) == curved
     failed = {**GOOD, "status": "failed", "val_accuracy": None, "val_loss": None, "test_accuracy": None,
               "model": None, "error": "diverged at step 3"}
     assert parse_record(failed) == failed and is_final(failed)                  # older files: no `retryable`

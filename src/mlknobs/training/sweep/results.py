@@ -31,7 +31,7 @@ from mlknobs.files import strict_json
 from mlknobs.text import one_line
 from mlknobs.training.sweep.grid import MAX_RUNS, SCALARS, Grid
 from mlknobs.training.sweep.reading import read_json_file, read_json_lines
-from mlknobs.training.sweep.worker import MAX_ERROR_CHARS
+from mlknobs.training.sweep.worker import MAX_CURVE_PAIRS, MAX_ERROR_CHARS
 
 SWEEP_FORMAT, SWEEP_VERSION = "mlknobs-sweep", 1
 # sweep.json lists every run id (at most MAX_RUNS, ~100 characters each) and the grid's values.
@@ -44,6 +44,8 @@ STATUSES = ("ok", "failed")
 # The numbers of a record: None where a run has none (a failed run), else within these ranges.
 RECORD_NUMBERS = {"val_accuracy": Range(0, 1), "val_loss": Range(0), "test_accuracy": Range(0, 1),
                   "seconds": Range(0)}
+# A curve's [step, loss] pair: a step number, and the batch loss there (null once it stopped being finite).
+CURVE_STEP, CURVE_LOSS = Range(0, integer=True), Range(0)
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,9 @@ def parse_record(value) -> dict | None:
 
     A record is an object with a text `run`, an object of plain `settings`, a `status` "ok" or
     "failed", `seconds`, the validation and test figures (numbers within their ranges; a finished
-    run has its validation accuracy), a `model` path or null, and for a failed run an `error` text
-    and whether it is `retryable`. Fields beyond these are kept as they are.
+    run has its validation accuracy), a `model` path or null, for a failed run an `error` text and
+    whether it is `retryable`, and maybe its curve, `step_losses`: at most MAX_CURVE_PAIRS
+    [step, loss] pairs. Fields beyond these are kept as they are.
     """
     if not isinstance(value, dict):
         return None
@@ -118,7 +121,15 @@ def parse_record(value) -> dict | None:
         return None
     if not isinstance(value.get("retryable", False), bool):
         return None
+    if "step_losses" in value and not _is_curve(value["step_losses"]):
+        return None
     return value
+
+
+def _is_curve(pairs) -> bool:
+    return isinstance(pairs, list) and len(pairs) <= MAX_CURVE_PAIRS and all(
+        isinstance(pair, list) and len(pair) == 2 and CURVE_STEP.admits(pair[0])
+        and (pair[1] is None or CURVE_LOSS.admits(pair[1])) for pair in pairs)
 
 
 def is_final(record: dict | None) -> bool:
