@@ -136,6 +136,12 @@ def test_bad_settings_are_settings_errors(data):
         mlknobs.train(data, dataset="fashion-mnist")
 
 
+def test_the_data_names_the_dataset_a_model_records(data):
+    other = Dataset("fashion-mnist", data.train, data.test, data.class_names).subset(train=300, test=50)
+    model = mlknobs.train(other, mlknobs.TrainConfig(hidden_size=4, epochs=1))     # the config's default: mnist
+    assert model.dataset == "fashion-mnist"
+
+
 def test_train_refuses_data_that_is_not_a_dataset_of_uint8_images(data):
     with pytest.raises(mlknobs.InputError, match="must be a mlknobs.Dataset"):
         mlknobs.train((data.train.images, data.train.labels))
@@ -194,6 +200,8 @@ def test_train_and_save_writes_the_model_as_the_cli_does(synthetic_data_dir, tmp
     assert loaded.results["test_accuracy"] == model.results["test_accuracy"]
     with pytest.raises(mlknobs.SettingsError, match="give no config"):
         mlknobs.train_and_save(out, mlknobs.TrainConfig(), resume=True)
+    with pytest.raises(mlknobs.SettingsError, match="unknown training settings: hiden_size"):
+        mlknobs.train_and_save(out, resume=True, hiden_size=8)
 
 
 # --- model files ------------------------------------------------------------------------------------------

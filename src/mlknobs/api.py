@@ -123,16 +123,22 @@ def _check_dataset(data: Dataset) -> None:
 def _settings(config: TrainConfig | None, settings: dict, dataset: str | None = None) -> TrainConfig:
     """`config` (default: the defaults) with keyword `settings` on top; unknown names are refused.
 
-    dataset: the name of the data a run trains on, which the model records: taken as the setting
-    unless the config or keywords state another.
+    dataset: the name of the data a run trains on, which the model records: it replaces the
+    config's (usually its default), and a `dataset` keyword that names another is refused.
     """
+    _check_names(settings)
+    if dataset is not None and settings.get("dataset", dataset) != dataset:
+        raise SettingsError([("dataset", f"{{dataset}} {settings['dataset']!r} differs from the data's, {dataset!r}")])
     base = (config if config is not None else DEFAULTS).to_dict()
-    stated = settings.get("dataset", config.dataset if config is not None else None)
-    if dataset is not None and stated is not None and stated != dataset:
-        raise SettingsError([("dataset", f"{{dataset}} {stated!r} differs from the data's, {dataset!r}")])
     if dataset is not None:
         base["dataset"] = dataset
     return TrainConfig.from_dict({**base, **settings})
+
+
+def _check_names(settings: dict) -> None:
+    unknown = sorted(set(settings) - set(DEFAULTS.to_dict()))
+    if unknown:
+        raise SettingsError([(None, f"unknown training settings: {', '.join(unknown)}")])
 
 
 class _ProgressBar:
@@ -229,6 +235,7 @@ def train_and_save(out: str | os.PathLike, config: TrainConfig | None = None, *,
     if resume:
         if config is not None:
             raise SettingsError([(None, "a resumed run continues with its checkpoint's settings: give no config")])
+        _check_names(settings)
         config, given = None, settings
     else:
         config, given = _settings(config, settings), None
