@@ -79,6 +79,17 @@ def test_a_fresh_network_is_the_one_train_starts_from(synthetic_data_dir):
     assert abs(data["knob"]["backprop_slope"]) > 0 and data["knob"]["relative_difference"] < 1e-6
 
 
+def test_a_fresh_network_follows_the_input_scaling_and_init_scale_settings(synthetic_data_dir):
+    raw = json.loads(explain("--fresh-network", "--hidden-size", 8, "--input-scaling", "raw", "--json",
+                             data_dir=synthetic_data_dir).stdout)
+    assert raw["input"] == {"scale": 1.0, "offset": 0.0}
+    small = json.loads(explain("--fresh-network", "--hidden-size", 8, "--init-scale", 0.5, "--json",
+                               data_dir=synthetic_data_dir).stdout)
+    default = json.loads(explain("--fresh-network", "--hidden-size", 8, "--json", data_dir=synthetic_data_dir).stdout)
+    assert small["knob"]["value"] == pytest.approx(0.5 * default["knob"]["value"], rel=1e-6) \
+        or small["knob"]["name"] != default["knob"]["name"]
+
+
 def test_plot_writes_a_picture(synthetic_model_path, synthetic_data_dir, tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "step.png"
@@ -99,6 +110,7 @@ def test_plot_writes_a_picture(synthetic_model_path, synthetic_data_dir, tmp_pat
     (("--h", "nan"), ["--h"]),
     (("--lr", "0"), ["--lr"]),
     (("--hidden-size", "8"), ["--hidden-size", "--fresh-network"]),
+    (("--input-scaling", "raw"), ["--input-scaling", "--fresh-network"]),
     (("--label", "3"), ["--label", "PICTURE"]),
     (("--plot", "step.gif"), ["png"]),
 ])

@@ -9,9 +9,9 @@ import click
 from mlknobs.cli.options import data_options, finite, json_option, model_option
 from mlknobs.cli.output import echo_json, printable, say
 from mlknobs.cli.paths import refuse_output_over_input
-from mlknobs.config import DATASET_NAMES, DEFAULTS, LOSS_NAMES, MAX_HIDDEN_SIZE
+from mlknobs.config import DATASET_NAMES, DEFAULTS, INPUT_SCALING_NAMES, LOSS_NAMES, MAX_HIDDEN_SIZE
 
-FRESH_ONLY = ("hidden_size", "seed", "loss", "dataset")      # settings that describe a fresh network
+FRESH_ONLY = ("hidden_size", "seed", "loss", "dataset", "input_scaling", "init_scale")   # describe a fresh network
 FRESH = "a fresh network"
 
 
@@ -42,6 +42,11 @@ FRESH = "a fresh network"
               help=f"With --fresh-network: the loss  [default: {DEFAULTS.loss}].")
 @click.option("--dataset", type=click.Choice(DATASET_NAMES), default=None,
               help=f"With --fresh-network: the dataset  [default: {DEFAULTS.dataset}].")
+@click.option("--input-scaling", type=click.Choice(INPUT_SCALING_NAMES), default=None,
+              help=f"With --fresh-network: how pixels become inputs  [default: {DEFAULTS.input_scaling}].")
+@click.option("--init-scale", callback=finite, type=click.FloatRange(0, 100, min_open=True), default=None,
+              help=f"With --fresh-network: multiplies the Glorot range of the initial weights  "
+                   f"[default: {DEFAULTS.init_scale:g}].")
 @data_options
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="FILE.png", help="Also draw the step: the digit, the unit's weights and slopes, which "
@@ -51,7 +56,8 @@ FRESH = "a fresh network"
 def command(ctx: click.Context, model_path: Path, fresh_network: bool, picture: str | None, index: int | None,
             label: int | None, knob_name: str | None, learning_rate: float | None, h: float,
             hidden_size: int | None, seed: int | None, loss: str | None, dataset: str | None,
-            data_dir: Path, mirrors: tuple[str, ...], plot_path: Path | None, as_json: bool) -> None:
+            input_scaling: str | None, init_scale: float | None, data_dir: Path, mirrors: tuple[str, ...],
+            plot_path: Path | None, as_json: bool) -> None:
     """Show one step of learning on one digit, with real numbers: the input, the forward pass, the
     loss, the chain rule back to one knob, the same slope found by nudging that knob by h, and one
     step of plain gradient descent (no momentum) on this digit, with the loss before and after.
@@ -85,7 +91,8 @@ def command(ctx: click.Context, model_path: Path, fresh_network: bool, picture: 
                                                          "--model": None if fresh_network else model_path})
 
     if fresh_network:
-        model = _fresh_model(hidden_size, seed, loss, dataset, data_dir, mirrors, as_json)
+        given = {name: ctx.params[name] for name in FRESH_ONLY if ctx.params[name] is not None}
+        model = _fresh_model(given, data_dir, mirrors, as_json)
         source = FRESH
     else:
         from mlknobs.io.modelfile import load_model
@@ -128,20 +135,19 @@ def _check_combinations(ctx: click.Context, fresh: bool, picture, index, label) 
         raise click.UsageError("give either --model or --fresh-network, not both")
 
 
-def _fresh_model(hidden_size, seed, loss, dataset, data_dir, mirrors, quiet):
-    """The network `mlknobs train` would start from: Glorot knobs from the seed, scaling fitted on the training set."""
+def _fresh_model(settings: dict, data_dir, mirrors, quiet):
+    """The network `mlknobs train` would start from with these settings (training.step.fresh_start)."""
     import numpy as np
 
     from mlknobs.data.datasets import DATASETS
     from mlknobs.data.splits import load_split
-    from mlknobs.nn.model import InputScaling, Model, Params
+    from mlknobs.nn.model import Model
+    from mlknobs.training.step import fresh_start
 
-    config = DEFAULTS.replace(**{name: value for name, value in
-                                 (("hidden_size", hidden_size), ("seed", seed), ("loss", loss), ("dataset", dataset))
-                                 if value is not None})
+    config = DEFAULTS.replace(**settings)
     train = load_split(config.dataset, "train", data_dir, mirrors, progress=False if quiet else None)
-    params = Params.initial(config.hidden_size, np.random.default_rng(config.seed))
-    return Model(params, config, InputScaling.fit(train.images), list(DATASETS[config.dataset].class_names))
+    params, scaling = fresh_start(config, train, np.random.default_rng(config.seed))
+    return Model(params, config, scaling, list(DATASETS[config.dataset].class_names))
 
 
 def _digit(model, picture, index, label, data_dir, mirrors, quiet):
