@@ -86,8 +86,10 @@ def test_a_fresh_network_follows_the_input_scaling_and_init_scale_settings(synth
     small = json.loads(explain("--fresh-network", "--hidden-size", 8, "--init-scale", 0.5, "--json",
                                data_dir=synthetic_data_dir).stdout)
     default = json.loads(explain("--fresh-network", "--hidden-size", 8, "--json", data_dir=synthetic_data_dir).stdout)
-    assert small["knob"]["value"] == pytest.approx(0.5 * default["knob"]["value"], rel=1e-6) \
-        or small["knob"]["name"] != default["knob"]["name"]
+    # Same seed, half the weights, zero biases: every z1 = x . w1[:, j] halves, and the ranking stays.
+    assert [u["unit"] for u in small["hidden"]] == [u["unit"] for u in default["hidden"]]
+    for s, d in zip(small["hidden"], default["hidden"]):
+        assert s["z1"] == pytest.approx(0.5 * d["z1"], rel=1e-5)
 
 
 def test_plot_writes_a_picture(synthetic_model_path, synthetic_data_dir, tmp_path):
