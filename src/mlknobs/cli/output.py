@@ -14,7 +14,6 @@ import sys
 
 import click
 
-from mlknobs.files import strict_json
 from mlknobs.text import printable
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "BestEffortStream", "StdoutClosed",
@@ -43,6 +42,8 @@ def say(line: str = "") -> None:
 
 def echo_json(obj) -> None:
     """One line of strict JSON on stdout: NumPy scalars become numbers, NaN and infinity become null."""
+    from mlknobs.files import strict_json  # here, not at the top: `mlknobs --help` needs no files code
+
     say(strict_json(obj))
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from mlknobs.cli.output import printable
-from mlknobs.files import same_file
 
 
 def refuse_output_over_input(outputs: dict[str, Path | None], inputs: dict[str, Path | None]) -> None:
@@ -17,6 +16,8 @@ def refuse_output_over_input(outputs: dict[str, Path | None], inputs: dict[str, 
 
     Keys are the options as the user typed them (--out, --model, PICTURE); None values are skipped.
     """
+    from mlknobs.files import same_file  # here, not at the top: keeps `mlknobs --help` quick
+
     for out_option, out in outputs.items():
         for in_option, source in inputs.items():
             if out is not None and source is not None and same_file(out, source):

@@ -19,7 +19,7 @@ from mlknobs.cli.options import (
 from mlknobs.cli.output import EXIT_FAILED, echo_json, note, printable, say
 from mlknobs.config import max_threads
 from mlknobs.text import value_text
-from mlknobs.training.sweep import BACKENDS, SWEEP_DEFAULTS
+from mlknobs.training.sweep_settings import BACKEND_NAMES, SWEEP_DEFAULTS
 
 # --- every setting of `train`, as a comma-separated list ---------------------------------------------
 
@@ -93,7 +93,7 @@ def setting_list_options(func):
               help="Runs at the same time: processes of the local pool, or workers of the LocalCluster that "
                    "--backend dask starts (an existing cluster runs as many as its workers have threads). "
                    "Each run uses one BLAS thread (--threads).")
-@click.option("--backend", type=click.Choice(tuple(BACKENDS)), default="local", show_default=True,
+@click.option("--backend", type=click.Choice(BACKEND_NAMES), default="local", show_default=True,
               help="local: joblib's process pool on this machine. dask: a Dask cluster (--scheduler), or a "
                    "LocalCluster on loopback started for the sweep (needs the sweep extra).")
 @click.option("--scheduler", metavar="ADDRESS", default=None,

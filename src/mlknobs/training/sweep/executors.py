@@ -28,6 +28,7 @@ from mlknobs.errors import (
 )
 from mlknobs.text import error_line, one_line
 from mlknobs.training.sweep.worker import DiesWithSweep, RunOutcome, RunTask
+from mlknobs.training.sweep_settings import BACKEND_NAMES
 
 DASK_CONNECT_TIMEOUT = "20s"      # how long to wait for an existing Dask scheduler
 MESSAGE_CHARS = 300               # an error from a worker or the cluster, in a message
@@ -142,6 +143,7 @@ class DaskExecutor:
 
 
 BACKENDS = {"local": LocalExecutor, "dask": DaskExecutor}
+assert tuple(BACKENDS) == BACKEND_NAMES, "training.sweep_settings.BACKEND_NAMES must list exactly the backends"
 
 
 def check_scheduler_address(address: str) -> None:

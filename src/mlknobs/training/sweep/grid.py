@@ -20,9 +20,8 @@ from functools import cached_property
 from mlknobs.config import DEFAULTS, TrainConfig
 from mlknobs.errors import SettingsError
 from mlknobs.text import value_text
+from mlknobs.training.sweep_settings import SWEEP_DEFAULTS
 
-# A sweep ranks its runs on a validation split: 10,000 training digits held out, as in Nielsen's 50k/10k.
-SWEEP_DEFAULTS = DEFAULTS.replace(val_size=10_000)
 SETTING_NAMES = tuple(f.name for f in fields(TrainConfig))
 MAX_RUNS = 10_000                 # a grid larger than this is a typo, not a plan
 SCALARS = (bool, int, float, str)  # what a setting's value may be
