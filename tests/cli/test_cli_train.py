@@ -162,9 +162,35 @@ def test_output_paths_are_checked_before_training(mnist_data_dir, tmp_path):
     assert not out.exists()
 
 
-def test_a_batch_larger_than_the_data_allocates_only_what_the_data_needs(mnist_data_dir, tmp_path):
-    result = run(*train_args(mnist_data_dir, tmp_path / "m.npz", "--batch-size", "65536", "--epochs", "1"))
+def test_a_batch_larger_than_the_data_allocates_only_what_the_data_needs(mnist_data_dir, tmp_path, monkeypatch):
+    """--batch-size 65536 on 300 digits, 100 of them held out: the training buffers (the Stepper's
+    pixels and its Network's, dropout's included) get the 200 rows of the fit set, as
+    training/loop.py bounds them, not 65,536 rows (~200 MB for x alone); the networks that
+    evaluate the validation and test digits get at most their own rows."""
+    from mlknobs.nn.model import Network
+    from mlknobs.training.step import Stepper
+
+    networks, steppers = [], []
+
+    def recording(init, built):
+        def recording_init(self, *args, **kwargs):
+            init(self, *args, **kwargs)
+            built.append(self)
+        return recording_init
+
+    monkeypatch.setattr(Network, "__init__", recording(Network.__init__, networks))
+    monkeypatch.setattr(Stepper, "__init__", recording(Stepper.__init__, steppers))
+    result = run(*train_args(mnist_data_dir, tmp_path / "m.npz", "--batch-size", "65536", "--epochs", "1",
+                             "--train-size", "300", "--val-size", "100", "--dropout", "0.2"))
     assert result.exit_code == 0, result.output
+
+    [stepper] = steppers
+    assert stepper.pixels.shape == (200, 784)
+    buffers = ("x", "a1", "a2", "dz2", "dz1", "slope", "h", "keep")
+    assert {name: len(getattr(stepper.net, name)) for name in buffers} == dict.fromkeys(buffers, 200)
+    # then the 100 validation digits at once, and the 2,000 synthetic test digits in one chunk of
+    # nn.model.outputs (2,000 rows at most): neither takes the batch size
+    assert [net.max_batch for net in networks] == [200, 100, 2000]
 
 
 def test_a_tiny_learning_rate_is_slow_not_collapsed(mnist_data_dir, tmp_path):
@@ -173,7 +199,7 @@ def test_a_tiny_learning_rate_is_slow_not_collapsed(mnist_data_dir, tmp_path):
 
 
 @pytest.mark.parametrize("args", [["--lr", "nan"], ["--weight-decay", "inf"]])
-def test_non_finite_knobs_are_usage_errors(args, tmp_path):
+def test_non_finite_settings_are_usage_errors(args, tmp_path):
     result = run("train", "--out", tmp_path / "m.npz", *args)
     assert result.exit_code == 2 and "not a finite number" in result.output
 

@@ -601,7 +601,7 @@ BAD_ENVIRONMENT = [
 
 
 @pytest.mark.parametrize(("variable", "value"), BAD_ENVIRONMENT, ids=[f"{v}={x[:8]}" for v, x in BAD_ENVIRONMENT])
-def test_bad_download_knob_in_the_environment_is_a_one_line_error_naming_it(monkeypatch, variable, value):
+def test_bad_download_setting_in_the_environment_is_a_one_line_error_naming_it(monkeypatch, variable, value):
     monkeypatch.setenv(variable, value)
 
     with pytest.raises(DownloadSettingsError) as error:
@@ -624,7 +624,7 @@ def test_bad_download_knob_in_the_environment_is_a_one_line_error_naming_it(monk
                                                  ("MLKNOBS_DOWNLOAD_DEADLINE", "-5"),
                                                  ("MLKNOBS_DOWNLOAD_SPEED_LIMIT", "fast"),
                                                  ("MLKNOBS_DOWNLOAD_SPEED_TIME", "1e400")])
-def test_bad_download_knob_in_the_environment_is_a_clean_error(tiny, variable, value):
+def test_bad_download_setting_in_the_environment_is_a_clean_error(tiny, variable, value):
     result = run_download(tiny, "--mirror", str(tiny.source), env={variable: value})
 
     assert_clean_failure(result, exit_code=2)
@@ -639,7 +639,7 @@ def test_settings_given_in_code_are_checked_too(field, value):
         DownloadSettings(**{field: value})
 
 
-def test_download_knobs_from_the_environment(monkeypatch):
+def test_download_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("MLKNOBS_DOWNLOAD_TIMEOUT", "2.5")
     monkeypatch.setenv("MLKNOBS_DOWNLOAD_RETRIES", "0")
     monkeypatch.setenv("MLKNOBS_DOWNLOAD_BACKOFF", "0.1")
@@ -652,7 +652,7 @@ def test_download_knobs_from_the_environment(monkeypatch):
                                                            speed_limit=0, speed_time=12.5)
 
 
-def test_download_knob_defaults_suit_a_slow_link():
+def test_download_setting_defaults_suit_a_slow_link():
     defaults = DownloadSettings()
     largest = max(max(spec.sizes.values()) for spec in datasets.DATASETS.values())
 

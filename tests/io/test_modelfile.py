@@ -15,7 +15,7 @@ from mlknobs.io import modelfile
 from mlknobs.io.modelfile import FORMAT_VERSION, load_checkpoint, load_model, save_checkpoint, save_model
 
 
-def test_round_trip_keeps_weights_knobs_scaling_history_and_results(tmp_path):
+def test_round_trip_keeps_weights_settings_scaling_history_and_results(tmp_path):
     path = tmp_path / "m.npz"
     model = a_model()
     save_model(path, model)
@@ -164,8 +164,8 @@ def test_a_model_file_above_the_size_limit_is_refused_unread(tmp_path):
 def test_the_size_limit_holds_the_largest_checkpoint():
     from mlknobs.config import MAX_HIDDEN_SIZE
 
-    knobs = 4 * ((784 + 1 + 10) * MAX_HIDDEN_SIZE + 10)
-    assert 3 * knobs + modelfile.MAX_METADATA_BYTES < modelfile.MAX_MODEL_FILE_BYTES
+    knob_bytes = 4 * ((784 + 1 + 10) * MAX_HIDDEN_SIZE + 10)     # float32 weights and biases
+    assert 3 * knob_bytes + modelfile.MAX_METADATA_BYTES < modelfile.MAX_MODEL_FILE_BYTES
 
 
 def test_entries_a_model_does_not_use_are_not_read(tmp_path):

@@ -20,8 +20,8 @@ def mnist_small(synthetic_splits):
     return Split(train.images[:6000], train.labels[:6000]), Split(test.images[:2000], test.labels[:2000])
 
 
-def small_config(**knobs) -> TrainConfig:
-    return TrainConfig(**{"epochs": 3, "hidden_size": 16, "learning_rate": 0.5, **knobs})
+def small_config(**settings) -> TrainConfig:
+    return TrainConfig(**{"epochs": 3, "hidden_size": 16, "learning_rate": 0.5, **settings})
 
 
 def test_training_learns_and_records_history(mnist_small):
@@ -45,10 +45,10 @@ def test_same_seed_same_weights_other_seed_other_weights(mnist_small):
 AUGMENTED = {"dropout": 0.2, "rotate": 10.0, "scale": 0.1, "shear": 0.1, "shift": 1.5, "elastic": 1.0}
 
 
-@pytest.mark.parametrize("knobs", [{}, {"val_size": 1000, "early_stopping": 5, "nesterov": True,
+@pytest.mark.parametrize("settings", [{}, {"val_size": 1000, "early_stopping": 5, "nesterov": True,
                                         "weight_decay": 1e-4, "schedule": "cosine"}, AUGMENTED])
-def test_resume_after_ctrl_c_ends_with_bit_identical_weights(mnist_small, tmp_path, knobs):
-    config = small_config(**knobs)
+def test_resume_after_ctrl_c_ends_with_bit_identical_weights(mnist_small, tmp_path, settings):
+    config = small_config(**settings)
     uninterrupted = fit(config, *mnist_small, CLASSES)
 
     checkpoint = tmp_path / "model.ckpt.npz"
