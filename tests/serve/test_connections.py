@@ -14,19 +14,23 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import numpy as np
 import pytest
 
 pytest.importorskip("starlette", reason="the serve extra is not installed")
 pytest.importorskip("uvicorn", reason="the serve extra is not installed")
 
+import pictures
 from mlknobs.io.modelfile import load_model
 from mlknobs.serve import server
-from mlknobs.serve.app import create_app
+from mlknobs.serve.app import MAX_REQUESTS, create_app
 from mlknobs.serve.connections import ConnectionLimits
 from serving import START_SECONDS, serve_process, uvicorn_thread
 
@@ -36,6 +40,12 @@ FAST = ConnectionLimits(max_connections=1000, head_seconds=0.5, body_seconds=0.5
 @pytest.fixture(scope="module")
 def app(synthetic_model_path):
     return create_app(load_model(synthetic_model_path), synthetic_model_path)
+
+
+@pytest.fixture(scope="module")
+def a_picture(synthetic_splits) -> bytes:
+    _, test = synthetic_splits
+    return pictures.dark_on_light_png(test.images[0], np.random.default_rng(0))
 
 
 def address(url: str) -> tuple[str, int]:
@@ -82,13 +92,82 @@ def closed_by_server(sock: socket.socket, within: float) -> bool:
 
 # --- idle and slow clients ----------------------------------------------------------------------------
 
+HALF_A_BODY = b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nab"
+
+
+def predict(url: str, body: bytes, timeout: float = 5) -> int:
+    connection = http.client.HTTPConnection(*address(url), timeout=timeout)
+    try:
+        connection.request("POST", "/api/predict", body=body)
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
 def test_idle_connections_and_half_request_lines_never_block_a_request(app):
     """Before: 70 idle connections, or 64 with half a request line, made every request a 503."""
-    with uvicorn_thread(app) as url, open_sockets(url, 150), open_sockets(url, 80, b"GET /api/mod"), \
-            open_sockets(url, 20, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nab"):
+    with uvicorn_thread(app) as url, open_sockets(url, 150), open_sockets(url, 80, b"GET /api/mod"):
         started = time.monotonic()
         assert [get(url) for _ in range(5)] == [200] * 5
         assert time.monotonic() - started < 5
+
+
+def test_half_sent_bodies_past_every_limit_never_keep_a_real_request_out(app, a_picture):
+    """Before: 64 connections that sent a head and part of a body made every request a 503 for
+    the body's 60 s. Here 80: more than the requests answered at once (64) and than the bodies
+    received at once (32, the oldest dropped); the newest stay open, and requests still get in."""
+    limits = server.connection_limits(server.raise_fd_limit())
+    assert limits.max_receiving < 80 and MAX_REQUESTS < 80
+    with uvicorn_thread(app) as url, open_sockets(url, 80, HALF_A_BODY) as half_sent:
+        time.sleep(0.3)                          # the server has read every head
+        started = time.monotonic()
+        assert [get(url) for _ in range(5)] == [200] * 5
+        assert [predict(url, a_picture) for _ in range(3)] == [200] * 3
+        assert time.monotonic() - started < 5
+        newest = half_sent[-limits.max_receiving + 5:]
+        assert not any(closed_by_server(sock, within=0.05) for sock in newest)
+
+
+def test_a_request_counts_once_its_body_has_arrived(synthetic_model_path, a_picture):
+    """With 2 requests answered at once: 10 half-sent bodies take no place, and a complete
+    request beyond the 2 being answered is a 503 with Retry-After."""
+    entered, slow = threading.Semaphore(0), threading.Event()
+
+    def report(model, data, name):
+        entered.release()
+        slow.wait(5)
+        return {"label": 1}
+
+    small = create_app(load_model(synthetic_model_path), synthetic_model_path, max_requests=2, workers=2)
+    with uvicorn_thread(small) as url, open_sockets(url, 10, HALF_A_BODY):
+        assert predict(url, b"not a picture") == 400       # answered: the half-sent bodies hold no place
+        with ThreadPoolExecutor(2) as pool, pytest.MonkeyPatch.context() as patch:
+            patch.setattr("mlknobs.serve.app.picture_report", report)
+            held = [pool.submit(predict, url, a_picture) for _ in range(2)]
+            assert entered.acquire(timeout=5) and entered.acquire(timeout=5), "the slow requests never started"
+            connection = http.client.HTTPConnection(*address(url), timeout=5)
+            connection.request("POST", "/api/predict", body=a_picture)
+            response = connection.getresponse()
+            assert response.status == 503 and response.getheader("retry-after") == "1"
+            assert json.loads(response.read())["error"].startswith("busy: 2 requests are being answered")
+            connection.close()
+            assert get(url) == 503                         # a request without a body counts at once
+            slow.set()
+            assert [future.result() for future in held] == [200, 200]
+        assert get(url) == 200
+
+
+def test_past_the_cap_on_bodies_the_slowest_is_dropped(app):
+    """Bodies arriving at once are capped (they hold memory): the one arriving longest makes room."""
+    limits = ConnectionLimits(max_receiving=5, head_seconds=30, body_seconds=30)
+    with uvicorn_thread(app, limits) as url, open_sockets(url, 5, HALF_A_BODY) as old:
+        time.sleep(0.3)
+        with open_sockets(url, 3, HALF_A_BODY) as new:
+            assert all(closed_by_server(sock, within=1) for sock in old[:3])
+            assert not any(closed_by_server(sock, within=0.1) for sock in old[3:] + new)
+            assert get(url) == 200
 
 
 @pytest.mark.parametrize(("what", "first_bytes"), [

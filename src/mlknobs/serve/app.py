@@ -12,11 +12,11 @@
 Every error is JSON {"error": "..."}: 400 for a picture predict cannot read (ImageError's own
 message), 413 for a body above `max_upload_bytes` (refused from its Content-Length before any
 of it is read, or as soon as the bytes read pass the limit), 404, 405 (with Allow), 503 when
-`max_requests` are being answered already or the server is shutting down. A picture that
-makes any decoder fail is a 400 (vision.images turns every decoder error into ImageError);
-anything else unexpected is a 500 naming only the exception's type (the traceback goes to the
-server's log, never to the client). Every
-response carries a restrictive Content-Security-Policy (only this server's own scripts, styles
+`max_requests` are being answered already (a request counts once its body has arrived) or the
+server is shutting down. A picture that makes any decoder fail is a 400 (vision.images turns
+every decoder error into ImageError); anything else unexpected is a 500 naming only the
+exception's type (the traceback goes to the server's log, never to the client). Every response
+carries a restrictive Content-Security-Policy (only this server's own scripts, styles
 and images; no inline scripts; never framed) and X-Content-Type-Options: nosniff; the page
 writes what it receives with textContent, never as HTML.
 
@@ -210,7 +210,12 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 class Guard:
     """ASGI middleware, outermost: refuses unknown Host headers, answers at most `max_requests`
     requests at once (503 beyond), adds SECURITY_HEADERS to every response, and turns a request
-    cancelled by the server's shutdown into a 503 (instead of uvicorn's 500 and a traceback)."""
+    cancelled by the server's shutdown into a 503 (instead of uvicorn's 500 and a traceback).
+
+    A request counts from the moment its body has arrived (at once if it has none): a client
+    still sending a body is the connections' business (connections.py bounds how many and how
+    long), so half-sent bodies never fill the places of requests that are ready to answer.
+    """
 
     def __init__(self, app: ASGIApp, allowed_hosts: Iterable[str] | None = None, max_requests: int = MAX_REQUESTS):
         self.app = app
@@ -223,7 +228,7 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
+        started = counted = False
 
         async def send_with_headers(message: Message) -> None:
             nonlocal started
@@ -235,16 +240,31 @@ class Guard:
         async def refuse(status: int, error: str, headers: dict | None = None) -> None:
             await JSONResponse({"error": error}, status_code=status, headers=headers)(scope, receive, send_with_headers)
 
-        if self.allowed is not None and _host_name(Headers(scope=scope).get("host", "")) not in self.allowed:
+        def count() -> bool:
+            """Count this request as being answered; False if `max_requests` are already."""
+            nonlocal counted
+            if self.answering >= self.max_requests:
+                return False
+            self.answering += 1
+            counted = True
+            return True
+
+        async def receive_then_count() -> Message:
+            message = await receive()
+            if not counted and message["type"] == "http.request" and not message.get("more_body", False) \
+                    and not count():                 # the body is here: now it takes a place
+                raise HTTPException(503, self.busy, headers=BUSY_HEADERS)
+            return message
+
+        headers = Headers(scope=scope)
+        if self.allowed is not None and _host_name(headers.get("host", "")) not in self.allowed:
             await refuse(400, "unknown Host header: open the page by the address `mlknobs serve` printed")
             return
-        if self.answering >= self.max_requests:
-            await refuse(503, f"busy: {self.max_requests} requests are being answered; try again in a moment",
-                         {"Retry-After": "1", "Connection": "close"})
+        if not _has_body(headers) and not count():
+            await refuse(503, self.busy, BUSY_HEADERS)
             return
-        self.answering += 1
         try:
-            await self.app(scope, receive, send_with_headers)
+            await self.app(scope, receive_then_count, send_with_headers)
         except asyncio.CancelledError:
             # The server is shutting down and its grace period is over: say so if we still can,
             # and end the request here (raised further, uvicorn would log it with a traceback).
@@ -252,7 +272,20 @@ class Guard:
                 with contextlib.suppress(Exception):
                     await refuse(503, "the server is shutting down", {"Connection": "close"})
         finally:
-            self.answering -= 1
+            if counted:
+                self.answering -= 1
+
+    @property
+    def busy(self) -> str:
+        return f"busy: {self.max_requests} requests are being answered; try again in a moment"
+
+
+BUSY_HEADERS = {"Retry-After": "1", "Connection": "close"}
+
+
+def _has_body(headers: Headers) -> bool:
+    """Whether a request carries a body (HTTP/1.1: a Content-Length above 0, or chunks)."""
+    return "transfer-encoding" in headers or headers.get("content-length", "0").strip().lstrip("0") != ""
 
 
 def _host_name(host: str) -> str:
