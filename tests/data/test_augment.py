@@ -3,7 +3,17 @@
 import numpy as np
 import pytest
 
-from mlknobs.data.augment import Distortions, bilinear, distort, elastic_fields, gaussian_matrix
+from mlknobs.data.augment import (
+    Distorter,
+    Distortions,
+    affine_matrices,
+    bilinear,
+    distort,
+    elastic_basis,
+    elastic_fields,
+    gaussian_matrix,
+    shifts,
+)
 from mlknobs.data.synthetic import make_digits
 
 
@@ -97,3 +107,51 @@ def test_bilinear_reads_between_pixels_and_black_outside():
     assert bilinear(image, x, y)[0, 0, 0] == pytest.approx(125)      # a quarter of the way to 200
     far = np.full((1, 28, 28), -5.0, np.float32)
     assert bilinear(image, far, far).max() == 0
+
+
+def test_the_distorters_coordinates_are_the_affine_map_plus_the_elastic_field():
+    """Distorter's one matrix product against the module note's formula, written out here in float64."""
+    d = Distortions(rotate=20, scale=0.2, shear=0.3, shift=2, elastic=1.5, elastic_sigma=3)
+    n = 5
+    x, y = Distorter(8, d).coordinates(n, np.random.default_rng(4))
+    rng = np.random.default_rng(4)                     # the same draws, in the Distorter's order
+    a, t = affine_matrices(n, rng, d), shifts(n, rng, d)
+    b = elastic_basis(d.elastic_sigma)
+    k = b.shape[1]
+    m = rng.standard_normal((2, n, k, k), dtype=np.float32).astype(np.float64)   # x fields, then y fields
+    grid_y, grid_x = np.mgrid[0:28, 0:28] - (28 - 1) / 2
+    for i in range(n):
+        field_x, field_y = (d.elastic * b @ m[axis, i] @ b.T for axis in (0, 1))
+        expected_x = 13.5 + a[i, 0, 0] * grid_x + a[i, 0, 1] * grid_y - t[i, 0] + field_x
+        expected_y = 13.5 + a[i, 1, 0] * grid_x + a[i, 1, 1] * grid_y - t[i, 1] + field_y
+        np.testing.assert_allclose(x[i], expected_x, atol=2e-5)
+        np.testing.assert_allclose(y[i], expected_y, atol=2e-5)
+
+
+def test_the_distorter_resamples_as_the_plain_bilinear_does(digits):
+    d = Distortions(rotate=12, shear=0.15, elastic=1.0)
+    distorter = Distorter(64, d)
+    x, y = distorter.coordinates(len(digits), np.random.default_rng(9))
+    expected = np.rint(bilinear(digits.reshape(-1, 28, 28), x.copy(), y.copy())).astype(np.uint8)
+    np.testing.assert_array_equal(distorter(digits, np.random.default_rng(9)), expected.reshape(-1, 784))
+
+
+@pytest.mark.parametrize("sigma", [2.0, 4.0, 8.0])
+def test_the_low_rank_field_has_simards_covariance(sigma):
+    """Simard's field G N G^T (N uniform noise), normalised per pixel, against ours: same correlations."""
+    g = gaussian_matrix(sigma)
+    covariance = g @ g.T                                             # along one axis
+    norms = np.sqrt(np.diag(covariance))
+    expected = covariance / np.outer(norms, norms)                   # correlation of rows i and j
+    field = elastic_fields(20_000, np.random.default_rng(2), Distortions(elastic=1.0, elastic_sigma=sigma))
+    for (i, j), (p, q) in [((14, 14), (14, 18)), ((0, 0), (0, 4)), ((14, 14), (20, 14)), ((3, 25), (5, 27))]:
+        got = np.corrcoef(field[:, 0, i, j], field[:, 0, p, q])[0, 1]
+        assert got == pytest.approx(expected[i, p] * expected[j, q], abs=0.02)
+    assert field.std() == pytest.approx(1.0, rel=0.02)
+    centred = field[:, 1, 14, 14] - field[:, 1, 14, 14].mean()
+    assert (centred ** 4).mean() / centred.var() ** 2 == pytest.approx(3.0, abs=0.15)   # Gaussian, as Simard's
+
+
+def test_a_chunk_larger_than_the_distorter_is_refused(digits):
+    with pytest.raises(ValueError, match="larger"):
+        Distorter(8, Distortions(rotate=5))(digits[:9], np.random.default_rng(0))

@@ -2,8 +2,8 @@
 
 `batches` gathers the clean digits. `augmented_batches` yields distorted copies instead, made a
 chunk at a time by a worker thread on the other core while the current chunk trains: at most
-PREFETCH chunks wait in a queue (1.6 MB each) and one is being made (its float32 coordinates and
-weights take ~120 MB while it is), so memory stays bounded, never a whole epoch. Chunk k of an
+PREFETCH chunks wait in a queue (1.6 MB each) and one is being made (in the Distorter's ~70 MB of
+buffers, allocated once an epoch), so memory stays bounded, never a whole epoch. Chunk k of an
 epoch is distorted with its own Generator derived from (seed, epoch, k), so the images depend
 only on the seed, the epoch and the position, never on timing: the same seed gives the same
 weights, and a resumed run continues with exactly the digits an uninterrupted one would have seen.
@@ -19,11 +19,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from mlknobs.data.augment import Distortions, distort
+from mlknobs.data.augment import Distorter, Distortions
 from mlknobs.data.splits import Split
 from mlknobs.errors import AugmentationFailed
 
-CHUNK_ROWS = 2048     # digits distorted per work item: whole-array speed, ~120 MB of temporaries
+CHUNK_ROWS = 2048     # digits distorted per work item: whole-array speed, ~70 MB of buffers
 PREFETCH = 2          # chunks ready or being made ahead of training
 
 
@@ -63,9 +63,11 @@ def augmented_batches(data: Split, order: np.ndarray, batch_size: int, distortio
     chunk_rows = batch_size * max(1, CHUNK_ROWS // batch_size)    # whole batches per chunk
     chunks = range(0, len(order), chunk_rows)
 
+    distorter = Distorter(chunk_rows, distortions)                # its buffers serve every chunk of the epoch
+
     def make(k: int) -> np.ndarray:
         rows = order[chunks[k]:chunks[k] + chunk_rows]
-        return distort(data.images[rows], augment_rng(seed, epoch, k), distortions)
+        return distorter(data.images[rows], augment_rng(seed, epoch, k))
 
     worker = _Prefetcher(make, len(chunks))
     try:
