@@ -128,10 +128,14 @@ def test_a_failing_augmentation_worker_is_an_error_not_a_hang(mnist_small, monke
     import mlknobs.data.batches as batches_module
     from mlknobs.errors import AugmentationFailed
 
-    def broken(pixels, rng, distortions):
-        raise RuntimeError("out of paper")
+    class Broken:
+        def __init__(self, rows, distortions):
+            pass
 
-    monkeypatch.setattr(batches_module, "distort", broken)
+        def __call__(self, pixels, rng):
+            raise RuntimeError("out of paper")
+
+    monkeypatch.setattr(batches_module, "Distorter", Broken)
     with pytest.raises(AugmentationFailed, match="out of paper"):
         fit(small_config(epochs=1, rotate=5.0), *mnist_small, CLASSES)
 
