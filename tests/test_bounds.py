@@ -2,7 +2,7 @@
 
 import pytest
 
-from mlknobs.bounds import Range, out_of_range
+from mlknobs.bounds import Range
 
 
 @pytest.mark.parametrize(("allowed", "inside", "outside"), [
@@ -40,5 +40,4 @@ def test_a_range_describes_itself_in_words(allowed, words):
 def test_the_problem_names_the_value_and_the_range_but_never_shows_the_value():
     assert Range(0, 20, integer=True).problem(5000, "retries") == "retries must be a whole number from 0 to 20"
     assert Range(0, 20, integer=True).problem(20, "retries") is None
-    assert out_of_range(float("nan"), "input std", 1e-6, 1e6) == "input std must be a number from 1e-06 to 1,000,000"
-    assert out_of_range(3, "step", 0, 10, integer=True) is None
+    assert Range(1e-6, 1e6).problem(float("nan"), "input std") == "input std must be a number from 1e-06 to 1,000,000"

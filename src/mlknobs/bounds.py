@@ -63,12 +63,6 @@ class Range:
         return f"a {kind} {words}"
 
 
-def out_of_range(value, name: str, low: float | None = None, high: float | None = None, *,
-                 integer: bool = False, low_open: bool = False, high_open: bool = False) -> str | None:
-    """The problem with `value` as a one-off check: Range(low, high, ...).problem(value, name)."""
-    return Range(low, high, integer, low_open, high_open).problem(value, name)
-
-
 def _plain(number: float | None) -> str:
     """65536 as '65,536', 600.0 as '600', 0.5 as '0.5', the largest float as '1.79769e+308'."""
     if number is None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlknobs.text import value_repr
+
 
 class MlknobsError(Exception):
     """Base class: anything a user can act on, reported without a traceback."""
@@ -82,9 +84,7 @@ class DownloadSettingsError(MlknobsError, ValueError):
 
     def __init__(self, name: str, value, allowed: str):
         self.name, self.value, self.allowed = name, value, allowed
-        shown = repr(value)
-        shown = shown if len(shown) <= 40 else f"{shown[:30]}… ({len(shown) - 2} characters)"
-        super().__init__(f"{name} must be {allowed}, got {shown}")
+        super().__init__(f"{name} must be {allowed}, got {value_repr(value)}")
 
 
 class UnsupportedMirror(MlknobsError, ValueError):

@@ -2,6 +2,7 @@
 
     value_text(True) -> 'true'      values_text([1e-05, 0.1]) -> '1e-05,0.1'
     one_line(name, 60)              the name, an ESC shown as \\x1b, at most 60 characters
+    value_repr(value, 40)           repr of a value from outside, escaped and cut the same way
     error_line(error)               the error's message on one line, or its type if it has none
 
 Text that comes from files, servers or other processes (class names, error messages, file names)
@@ -51,6 +52,16 @@ def one_line(text: str, limit: int = 200, *, keep_end: bool = False) -> str:
     if keep_end:
         return text[:limit // 2 - 1] + ELLIPSIS + text[len(text) - limit // 2:]
     return text[:limit - 1] + ELLIPSIS
+
+
+def value_repr(value, limit: int = 40) -> str:
+    """repr of a value from a file, the environment or a client, cut short like `one_line` (a
+    megabyte-long string); an integer too long for repr is "a very large number"."""
+    try:
+        text = repr(value)
+    except ValueError:                 # int beyond sys.get_int_max_str_digits()
+        return "a very large number"
+    return one_line(text, limit)
 
 
 def error_line(error: BaseException, limit: int = 200) -> str:

@@ -36,6 +36,7 @@ from numpy.lib import format as npy_format
 from mlknobs.errors import ModelFileError
 from mlknobs.files import human_size
 from mlknobs.text import error_line, one_line
+from mlknobs.text import value_repr as show  # the name io/metadata.py and io/modelfile.py import
 
 MAX_ZIP_DIRECTORY_BYTES = 64 * 2**10  # the archive's table of contents (13 entries take ~1 KB)
 READ_CHUNK = 16 * 2**20               # array data is inflated this much at a time
@@ -43,22 +44,14 @@ _END_RECORD = struct.Struct("<4s4H2LH")           # zip end of central directory
 _END_SIGNATURE, _ZIP64_LOCATOR_SIGNATURE = b"PK\x05\x06", b"PK\x06\x07"
 
 
-# --- one line of a value or an error, for messages about a file's contents --------------------------
+# --- one line of an error, for messages about a file's contents (a value: show = text.value_repr) -----
 
 def short(error: BaseException) -> str:
-    """An exception as one line (text.error_line), a KeyError as "missing 'name'"."""
+    """An exception as one line (text.error_line), except a KeyError, whose message is only the key
+    ('format'): "missing 'format'"."""
     if isinstance(error, KeyError) and error.args:
         return one_line(f"missing {error.args[0]!r}")
     return error_line(error)
-
-
-def show(value, limit: int = 40) -> str:
-    """repr of a value from a file, cut short (a file may hold a megabyte-long string)."""
-    try:
-        text = repr(value)
-    except ValueError:                 # an integer too long to print
-        return "a very large number"
-    return one_line(text, limit)
 
 
 # --- the archive -------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from dataclasses import fields
 from mlknobs.bounds import Range
 from mlknobs.config import AUGMENT_DEFAULTS, DEFAULTS, SETTING_CHOICES, SETTING_RANGES, TrainConfig, max_threads
 from mlknobs.errors import SettingsError
+from mlknobs.text import one_line
 
 # What the server trains at most, whoever asks: with these, one run's network, optimizer and
 # batch buffers stay under ~300 MB (a 4,096-unit layer is 13 MB a copy; a 1,024 x 4,096 batch
@@ -84,9 +85,9 @@ def parse(body) -> TrainConfig:
     known = {field.name for field in fields(TrainConfig)}
     unknown = sorted(str(key) for key in body if key not in known and key != AUGMENT)
     if unknown:
-        shown = ", ".join(name[:40] for name in unknown[:5]) + (", …" if len(unknown) > 5 else "")
-        raise SettingsError([(unknown[0][:40], f"unknown setting: {shown} (known: {', '.join(sorted(known))}, "
-                                               f"{AUGMENT})")])
+        shown = ", ".join(one_line(name, 40) for name in unknown[:5]) + (", …" if len(unknown) > 5 else "")
+        raise SettingsError([(one_line(unknown[0], 40),
+                              f"unknown setting: {shown} (known: {', '.join(sorted(known))}, {AUGMENT})")])
     settings = {key: value for key, value in body.items() if key != AUGMENT}
     augment = body.get(AUGMENT, False)
     if not isinstance(augment, bool):
