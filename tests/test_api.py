@@ -1,4 +1,4 @@
-"""The Python API (mlknobs/__init__.py, mlknobs/api.py, viz/summary.py): the public names, the types
+"""The Python API (mlknobs/__init__.py, mlknobs/api/, viz/summary.py): the public names, the types
 they return, training in memory on the synthetic digits, predicting on arrays and pictures, typed
 errors, the HTML summary, and the README's first Python example run as it stands."""
 
@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 import mlknobs
-from mlknobs.api import Dataset
+from mlknobs.api.data import Dataset
 from mlknobs.data import datasets
 from mlknobs.nn.model import Model, Params
 
@@ -70,9 +70,16 @@ def test_importing_the_package_imports_none_of_the_library():
             "or m.startswith('mlknobs.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-    code = "import sys, mlknobs; mlknobs.train; print('mlknobs.api' in sys.modules, 'train' in vars(mlknobs))"
+    code = "import sys, mlknobs; mlknobs.train; print('mlknobs.api.training' in sys.modules, 'train' in vars(mlknobs))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "True"]
+
+
+def test_a_name_loads_only_its_own_part_of_the_api():
+    code = ("import sys, mlknobs; mlknobs.predict; "
+            "print(sorted(m for m in sys.modules if m.startswith(('mlknobs.api', 'mlknobs.training'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['mlknobs.api', 'mlknobs.api.data', 'mlknobs.api.models']"
 
 
 # --- data -------------------------------------------------------------------------------------------------
@@ -142,6 +149,20 @@ def test_the_data_names_the_dataset_a_model_records(data):
     assert model.dataset == "fashion-mnist"
 
 
+def test_negative_or_too_large_labels_are_refused_before_training(data):
+    for bad in (-1, 10):
+        labels = data.train.labels.astype(np.int64)
+        labels[5] = bad
+        wrong = Dataset("mnist", type(data.train)(data.train.images, labels), data.test, data.class_names)
+        with pytest.raises(mlknobs.InputError, match=rf"data.train.labels must be classes 0 to 9, not "
+                                                     rf"{min(bad, 0)}..{max(bad, 9)}") as refused:
+            mlknobs.train(wrong, hidden_size=4, epochs=1)
+        assert refused.value.name == "train.labels"
+    with pytest.raises(mlknobs.InputError, match="labels must be classes 0 to 9, not -1..3"):
+        mlknobs.fresh_model(Dataset("mnist", data.train, type(data.test)(data.test.images[:2], np.array([3, -1])),
+                                    data.class_names))
+
+
 def test_train_refuses_data_that_is_not_a_dataset_of_uint8_images(data):
     with pytest.raises(mlknobs.InputError, match="must be a mlknobs.Dataset"):
         mlknobs.train((data.train.images, data.train.labels))
@@ -172,16 +193,27 @@ def test_a_callback_that_returns_true_stops_the_run_with_a_typed_error(data):
 
 
 def test_fresh_model_is_the_network_a_run_starts_from(data):
-    fresh = mlknobs.fresh_model(data, hidden_size=8, seed=3)
+    settings = {"hidden_size": 8, "seed": 3, "epochs": 1, "train_size": 2000, "val_size": 500}   # fitted on 1,500
+    fresh = mlknobs.fresh_model(data, **settings)
     assert fresh.history == [] and fresh.results == {}
     started = {}
 
     def keep_start(progress):
         if progress.event == "start":
-            started["w1"] = progress.params.w1.copy()
+            started.update({name: getattr(progress.params, name).copy() for name in ("w1", "b1", "w2", "b2")})
 
-    mlknobs.train(data.subset(test=50), hidden_size=8, seed=3, epochs=1, callback=keep_start)
-    np.testing.assert_array_equal(started["w1"], fresh.params.w1)
+    trained = mlknobs.train(data.subset(test=50), callback=keep_start, **settings)
+    for name in started:
+        np.testing.assert_array_equal(started[name], getattr(fresh.params, name), err_msg=name)
+    assert fresh.scaling == trained.scaling != mlknobs.fresh_model(data, hidden_size=8, seed=3).scaling
+    assert fresh.config == trained.config
+
+
+def test_fresh_model_checks_its_data_and_settings_as_train_does(data):
+    with pytest.raises(mlknobs.SettingsError, match="unknown training settings: hiden_size"):
+        mlknobs.fresh_model(data, hiden_size=8)
+    with pytest.raises(mlknobs.InputError, match="must be a mlknobs.Dataset"):
+        mlknobs.fresh_model((data.train.images, data.train.labels))
 
 
 def test_training_from_an_initial_model_keeps_its_input_scaling(data, model):
@@ -270,6 +302,8 @@ def test_evaluate_agrees_with_predict(model, data):
     assert result.confusion.shape == (10, 10) and result.confusion.sum() == len(data.test)
     with pytest.raises(mlknobs.InputError, match="labels must be classes 0 to 9"):
         mlknobs.evaluate(model, data.test.images[:2], [3, 10])
+    with pytest.raises(mlknobs.InputError, match="labels must be classes 0 to 9, not -1..3"):
+        mlknobs.evaluate(model, data.test.images[:2], [3, -1])
     with pytest.raises(mlknobs.InputError, match="labels must be 2 whole numbers"):
         mlknobs.evaluate(model, data.test.images[:2], [3])
 

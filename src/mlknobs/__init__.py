@@ -20,23 +20,23 @@ __version__ = "0.1.0"
 
 # public name -> (module, attribute in it; None: the module itself)
 _EXPORTS = {
-    "Dataset": ("mlknobs.api", "Dataset"),
-    "load_dataset": ("mlknobs.api", "load_dataset"),
+    "Dataset": ("mlknobs.api.data", "Dataset"),
+    "load_dataset": ("mlknobs.api.data", "load_dataset"),
     "TrainConfig": ("mlknobs.config", "TrainConfig"),
-    "train": ("mlknobs.api", "train"),
-    "train_and_save": ("mlknobs.api", "train_and_save"),
-    "fresh_model": ("mlknobs.api", "fresh_model"),
+    "train": ("mlknobs.api.training", "train"),
+    "train_and_save": ("mlknobs.api.training", "train_and_save"),
+    "fresh_model": ("mlknobs.api.training", "fresh_model"),
     "Progress": ("mlknobs.training.loop", "Progress"),
     "Model": ("mlknobs.nn.model", "Model"),
     "Params": ("mlknobs.nn.model", "Params"),
-    "load_model": ("mlknobs.api", "load_model"),
-    "save_model": ("mlknobs.api", "save_model"),
-    "read_picture": ("mlknobs.api", "read_picture"),
-    "predict": ("mlknobs.api", "predict"),
-    "predict_proba": ("mlknobs.api", "predict_proba"),
-    "evaluate": ("mlknobs.api", "evaluate"),
-    "explain": ("mlknobs.api", "explain"),
-    "gradcheck": ("mlknobs.api", "gradcheck"),
+    "load_model": ("mlknobs.api.models", "load_model"),
+    "save_model": ("mlknobs.api.models", "save_model"),
+    "read_picture": ("mlknobs.api.models", "read_picture"),
+    "predict": ("mlknobs.api.models", "predict"),
+    "predict_proba": ("mlknobs.api.models", "predict_proba"),
+    "evaluate": ("mlknobs.api.models", "evaluate"),
+    "explain": ("mlknobs.api.inside", "explain"),
+    "gradcheck": ("mlknobs.api.inside", "gradcheck"),
     "plain": ("mlknobs.nn.plain", None),
     "MlknobsError": ("mlknobs.errors", "MlknobsError"),
     "SettingsError": ("mlknobs.errors", "SettingsError"),
@@ -78,21 +78,10 @@ def __dir__() -> list[str]:
 # __getattr__ imports the names, and importing `typing` here would slow `import mlknobs` down.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from mlknobs.api import (
-        Dataset,
-        evaluate,
-        explain,
-        fresh_model,
-        gradcheck,
-        load_dataset,
-        load_model,
-        predict,
-        predict_proba,
-        read_picture,
-        save_model,
-        train,
-        train_and_save,
-    )
+    from mlknobs.api.data import Dataset, load_dataset
+    from mlknobs.api.inside import explain, gradcheck
+    from mlknobs.api.models import evaluate, load_model, predict, predict_proba, read_picture, save_model
+    from mlknobs.api.training import fresh_model, train, train_and_save
     from mlknobs.config import TrainConfig
     from mlknobs.errors import (
         DownloadError,

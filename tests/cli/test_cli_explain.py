@@ -9,8 +9,10 @@ import pytest
 from PIL import Image
 
 from clirun import run
+from mlknobs.config import DEFAULTS
 from mlknobs.io.modelfile import load_model
 from mlknobs.nn.explain import explain_step
+from mlknobs.training.step import fresh_model
 from pictures import encode, u8
 
 JSON_KEYS = {"index", "label", "loss_name", "loss", "outputs", "probabilities", "z2", "dz2", "hidden", "knob",
@@ -77,6 +79,20 @@ def test_a_fresh_network_is_the_one_train_starts_from(synthetic_data_dir):
     data = json.loads(result.stdout)
     assert data["fresh_network"] is True and data["loss_name"] == "mse" and len(data["hidden"]) == 5
     assert abs(data["knob"]["backprop_slope"]) > 0 and data["knob"]["relative_difference"] < 1e-6
+
+
+def test_a_fresh_network_has_the_knobs_and_scaling_of_the_librarys_fresh_model(synthetic_data_dir, synthetic_splits):
+    train, test = synthetic_splits
+    result = explain("--fresh-network", "--hidden-size", 8, "--seed", 3, "--init-scale", 2, "--index", 5, "--json",
+                     data_dir=synthetic_data_dir)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    fresh = fresh_model(DEFAULTS.replace(hidden_size=8, seed=3, init_scale=2.0), train, [str(d) for d in range(10)])
+    e = explain_step(fresh.params, fresh.loss, fresh.scaling, test.images[5], int(test.labels[5]),
+                     learning_rate=DEFAULTS.learning_rate)
+    assert data["loss"] == pytest.approx(e.loss, rel=1e-12) and data["knob"]["name"] == e.knob.name
+    assert data["input"] == pytest.approx({"scale": e.scale, "offset": e.offset}, rel=1e-12)
+    assert data["knob"]["backprop_slope"] == pytest.approx(e.knob.backprop_slope, rel=1e-9)
 
 
 def test_a_fresh_network_follows_the_input_scaling_and_init_scale_settings(synthetic_data_dir):

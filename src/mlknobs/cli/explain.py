@@ -7,9 +7,10 @@ from pathlib import Path
 import click
 
 from mlknobs.cli.options import data_options, finite, json_option, model_option
-from mlknobs.cli.output import echo_json, printable, say
+from mlknobs.cli.output import echo_json, printable, say, shaded_rows
 from mlknobs.cli.paths import refuse_output_over_input
 from mlknobs.config import DATASET_NAMES, DEFAULTS, INPUT_SCALING_NAMES, LOSS_NAMES, MAX_HIDDEN_SIZE
+from mlknobs.lesson_settings import DEFAULT_H, MAX_H, MAX_STEP_RATE
 
 FRESH_ONLY = ("hidden_size", "seed", "loss", "dataset", "input_scaling", "init_scale")   # describe a fresh network
 FRESH = "a fresh network"
@@ -29,10 +30,10 @@ FRESH = "a fresh network"
               help="The knob to follow back by the chain rule and to nudge: w1[pixel,unit], b1[unit], "
                    "w2[unit,output] or b2[output]  [default: the w1 knob with the largest slope].")
 @click.option("--lr", "--learning-rate", "learning_rate", callback=finite, default=None,
-              type=click.FloatRange(min=0, min_open=True, max=1e6),
+              type=click.FloatRange(min=0, min_open=True, max=MAX_STEP_RATE),
               help="Learning rate of the one step  [default: the model's]. Smaller steps follow the "
                    "first-order prediction more closely.")
-@click.option("--h", "h", callback=finite, type=click.FloatRange(min=0, min_open=True, max=1.0), default=1e-5,
+@click.option("--h", "h", callback=finite, type=click.FloatRange(min=0, min_open=True, max=MAX_H), default=DEFAULT_H,
               show_default=True, help="The nudge: the slope is also measured as (L(w+h) - L(w-h)) / 2h.")
 @click.option("--hidden-size", type=click.IntRange(1, MAX_HIDDEN_SIZE), default=None,
               help=f"With --fresh-network: hidden units  [default: {DEFAULTS.hidden_size}].")
@@ -136,18 +137,14 @@ def _check_combinations(ctx: click.Context, fresh: bool, picture, index, label) 
 
 
 def _fresh_model(settings: dict, data_dir, mirrors, quiet):
-    """The network `mlknobs train` would start from with these settings (training.step.fresh_start)."""
-    import numpy as np
-
+    """The network `mlknobs train` would start from with these settings (training.step.fresh_model)."""
     from mlknobs.data.datasets import DATASETS
     from mlknobs.data.splits import load_split
-    from mlknobs.nn.model import Model
-    from mlknobs.training.step import fresh_start
+    from mlknobs.training.step import fresh_model
 
     config = DEFAULTS.replace(**settings)
     train = load_split(config.dataset, "train", data_dir, mirrors, progress=False if quiet else None)
-    params, scaling = fresh_start(config, train, np.random.default_rng(config.seed))
-    return Model(params, config, scaling, list(DATASETS[config.dataset].class_names))
+    return fresh_model(config, train, DATASETS[config.dataset].class_names)
 
 
 def _digit(model, picture, index, label, data_dir, mirrors, quiet):
@@ -177,7 +174,6 @@ def _n(value: float, digits: int = 6) -> str:
 
 def report_lines(e, source: str, where: str, model) -> list[str]:
     """The explanation as text a learner can follow and redo on paper."""
-    from mlknobs.cli.predict import shaded_rows
     from mlknobs.nn.plain import LOSS_FORMULAS
 
     formulas, names = LOSS_FORMULAS[e.loss_name], model.class_names

@@ -9,20 +9,33 @@ import click
 from mlknobs.cli.options import finite, json_option
 from mlknobs.cli.output import echo_json, say
 from mlknobs.config import LOSS_NAMES, MAX_DROPOUT
+from mlknobs.lesson_settings import (
+    DEFAULT_H,
+    DEFAULT_TOLERANCE,
+    GRADCHECK_BATCH_SIZE,
+    GRADCHECK_HIDDEN_SIZE,
+    GRADCHECK_LOSS,
+    GRADCHECK_SEED,
+    MAX_EPS,
+    MAX_GRADCHECK_BATCH_SIZE,
+    MAX_GRADCHECK_HIDDEN_SIZE,
+    MAX_SEED,
+    MAX_TOLERANCE,
+)
 
 
 @click.command("gradcheck")
-@click.option("--loss", type=click.Choice(LOSS_NAMES), default=LOSS_NAMES[0], show_default=True,
+@click.option("--loss", type=click.Choice(LOSS_NAMES), default=GRADCHECK_LOSS, show_default=True,
               help="Which loss to differentiate.")
-@click.option("--hidden-size", type=click.IntRange(1, 256), default=16, show_default=True,
-              help="Hidden units of the small test network.")
-@click.option("--batch-size", type=click.IntRange(1, 4096), default=8, show_default=True,
-              help="Random samples in the batch.")
-@click.option("--eps", callback=finite, type=click.FloatRange(min=0, max=1e3, min_open=True), default=1e-5,
+@click.option("--hidden-size", type=click.IntRange(1, MAX_GRADCHECK_HIDDEN_SIZE), default=GRADCHECK_HIDDEN_SIZE,
+              show_default=True, help="Hidden units of the small test network.")
+@click.option("--batch-size", type=click.IntRange(1, MAX_GRADCHECK_BATCH_SIZE), default=GRADCHECK_BATCH_SIZE,
+              show_default=True, help="Random samples in the batch.")
+@click.option("--eps", callback=finite, type=click.FloatRange(min=0, max=MAX_EPS, min_open=True), default=DEFAULT_H,
               show_default=True, help="The nudge h for the central difference (L(w+h) - L(w-h)) / 2h.")
-@click.option("--tol", "tolerance", callback=finite, type=click.FloatRange(min=0, max=1e3, min_open=True),
-              default=1e-5, show_default=True, help="Largest acceptable relative error (exit 1 above it).")
-@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
+@click.option("--tol", "tolerance", callback=finite, type=click.FloatRange(min=0, max=MAX_TOLERANCE, min_open=True),
+              default=DEFAULT_TOLERANCE, show_default=True, help="Largest acceptable relative error (exit 1 above it).")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=GRADCHECK_SEED, show_default=True,
               help="Seed for the network and batch.")
 @click.option("--dropout", callback=finite, type=click.FloatRange(0, MAX_DROPOUT), default=0.0, show_default=True,
               help="Check the backward pass through one fixed dropout mask of this rate.")

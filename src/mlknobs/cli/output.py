@@ -4,7 +4,8 @@ stdout carries results: a closed stdout is an error (exit 1), a reader that leav
 (`mlknobs eval | head`) is not. stderr carries progress bars and epoch lines, which are
 best-effort: a full or closed stderr must never cost a training run its model.
 Text that comes from files (class names, run ids) is printed through `printable` (mlknobs.text), so a
-model file cannot move the cursor, retitle the terminal or forge output lines.
+model file cannot move the cursor, retitle the terminal or forge output lines. `shaded_rows` draws
+a 28x28 input as text, for every command that shows one (predict --show, explain).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import click
 from mlknobs.text import printable
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "BestEffortStream", "StdoutClosed",
-           "echo_json", "note", "printable", "say"]
+           "echo_json", "note", "printable", "say", "shaded_rows"]
 
 # How an mlknobs process ends, the one table: click's usage errors exit EXIT_USAGE by themselves.
 EXIT_OK = 0
@@ -103,3 +104,16 @@ class BestEffortStream(io.TextIOBase):
                 self._stream.flush()
             except (OSError, ValueError):
                 self._broken = True
+
+
+def shaded_rows(pixels) -> list[str]:
+    """A 28x28 uint8 image as framed text, two characters per pixel (terminal cells are tall)."""
+    shades = " ░▒▓█"
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        (shades + "┌─┐│└┘").encode(encoding)
+        top, bottom, side = "┌" + "─" * 56 + "┐", "└" + "─" * 56 + "┘", "│"
+    except (UnicodeEncodeError, LookupError):
+        shades, top, bottom, side = " .:o@", "+" + "-" * 56 + "+", "+" + "-" * 56 + "+", "|"
+    levels = (pixels.astype(int) * (len(shades) - 1) + 127) // 255        # 0..255 -> 0..4, rounded
+    return [top] + [side + "".join(shades[v] * 2 for v in row) + side for row in levels] + [bottom]

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from mlknobs.cli.options import json_option, model_option
-from mlknobs.cli.output import echo_json, note, printable, say
+from mlknobs.cli.output import echo_json, note, printable, say, shaded_rows
 
 STDIN_NAME = "-"
 
@@ -88,16 +88,3 @@ def _read_stdin() -> bytes:
             return read_bounded(stdin, MAX_PICTURE_BYTES, "<stdin>", error=ImageError, kind="picture")
     except (OSError, RuntimeError) as e:      # a closed stdin surfaces as RuntimeError from click
         raise ImageError(f"<stdin>: cannot read ({e})") from e
-
-
-def shaded_rows(pixels) -> list[str]:
-    """A 28x28 uint8 image as framed text, two characters per pixel (terminal cells are tall)."""
-    shades = " ░▒▓█"
-    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
-    try:
-        (shades + "┌─┐│└┘").encode(encoding)
-        top, bottom, side = "┌" + "─" * 56 + "┐", "└" + "─" * 56 + "┘", "│"
-    except (UnicodeEncodeError, LookupError):
-        shades, top, bottom, side = " .:o@", "+" + "-" * 56 + "+", "+" + "-" * 56 + "+", "|"
-    levels = (pixels.astype(int) * (len(shades) - 1) + 127) // 255        # 0..255 -> 0..4, rounded
-    return [top] + [side + "".join(shades[v] * 2 for v in row) + side for row in levels] + [bottom]

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mlknobs.errors import KnobError
+from mlknobs.lesson_settings import DEFAULT_H
 from mlknobs.nn import plain
 from mlknobs.nn.gradcheck import relative_difference
 from mlknobs.nn.losses import LOSSES
 from mlknobs.nn.model import INPUT_SIZE, OUTPUT_SIZE, PARAM_NAMES, InputScaling, Params
 
-DEFAULT_H = 1e-5
 _KNOB = re.compile(r"^\s*(w1|b1|w2|b2)\s*\[\s*(\d+)\s*(?:,\s*(\d+)\s*)?\]\s*$")
 _SHAPE_WORDS = {"w1": "w1[pixel, unit]", "b1": "b1[unit]", "w2": "w2[unit, output]", "b2": "b2[output]"}
 

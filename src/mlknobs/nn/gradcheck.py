@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mlknobs import lesson_settings as defaults
 from mlknobs.nn.losses import LOSSES
 from mlknobs.nn.model import INPUT_SIZE, OUTPUT_SIZE, InputScaling, Network, Params
 
@@ -51,8 +52,9 @@ class GradcheckResult:
         return all(err <= self.tolerance for err in self.max_relative_error.values())
 
 
-def gradcheck(loss: str = "cross-entropy", hidden_size: int = 16, batch_size: int = 8,
-              eps: float = 1e-5, seed: int = 0, tolerance: float = 1e-5,
+def gradcheck(loss: str = defaults.GRADCHECK_LOSS, hidden_size: int = defaults.GRADCHECK_HIDDEN_SIZE,
+              batch_size: int = defaults.GRADCHECK_BATCH_SIZE, eps: float = defaults.DEFAULT_H,
+              seed: int = defaults.GRADCHECK_SEED, tolerance: float = defaults.DEFAULT_TOLERANCE,
               samples_per_array: int = 2, dropout: float = 0.0) -> GradcheckResult:
     """Compare backprop with central differences for every knob of a small float64 network.
 

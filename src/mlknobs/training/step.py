@@ -1,6 +1,7 @@
 """What a training run (loop.fit) and the learning-rate range test (lr_find) both build from a TrainConfig.
 
     fresh_start(config, fit_set, rng) -> (params, scaling)   new knobs and the input scaling of the data
+    fresh_model(config, train, class_names) -> Model         the untrained network a run starts from
     check_initial(config, initial, source)                    a model to start from must fit the settings
     Stepper(config, params, scaling, rows, rng)               the network with its optimizer: forward, step
     GRADIENTS, check_time(...)                                slopes by backprop or by nudging; nudging's time check
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlknobs.config import GRADIENT_NAMES, NUDGE_EPOCH_LIMIT, TrainConfig
-from mlknobs.data.splits import Split
+from mlknobs.data.splits import Split, first, split_validation
 from mlknobs.errors import DataFormatError, SettingsError
 from mlknobs.nn.model import INPUT_SCALINGS, MIN_INPUT_STD, OUTPUT_SIZE, Cache, InputScaling, Model, Network, Params
 from mlknobs.nn.nudge import nudge_slopes
@@ -37,6 +38,16 @@ def fresh_start(config: TrainConfig, fit_set: Split, rng: np.random.Generator) -
         raise DataFormatError(f"the {len(fit_set):,} training images are (nearly) all the same "
                               f"(pixel std {scaling.std:.1e}): there is nothing to learn from")
     return params, scaling
+
+
+def fresh_model(config: TrainConfig, train: Split, class_names) -> Model:
+    """The untrained network loop.fit starts from with these settings and training data: the knobs
+    drawn first from a Generator seeded with `config.seed`, the input scaling fitted to the images it
+    trains on (the first `train_size`, less the last `val_size`). explain --fresh-network and
+    mlknobs.fresh_model show it; tests/training/test_step.py holds it against fit's start."""
+    fit_set, _ = split_validation(first(train, config.train_size), config.val_size)   # as loop.fit does
+    params, scaling = fresh_start(config, fit_set, np.random.default_rng(config.seed))
+    return Model(params, config, scaling, list(class_names))
 
 
 def check_initial(config: TrainConfig, initial: Model, source: object = "the initial model") -> None:
