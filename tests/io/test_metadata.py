@@ -27,12 +27,10 @@ def test_deeply_nested_metadata_is_one_clear_error(tmp_path):
     path = tmp_path / "m.npz"
     save_model(path, a_model())
     text = meta_text(path)
-    set_meta_text(path, text[:-1] + ', "deep": ' + "[" * 100_000 + "]" * 100_000 + "}")
-    with pytest.raises(ModelFileError, match="nests too deeply"):
-        load_model(path)
-    set_meta_text(path, text[:-1] + ', "deep": ' + "[" * 40 + "]" * 40 + "}")
-    with pytest.raises(ModelFileError, match="nests deeper than 32 levels"):
-        load_model(path)
+    for brackets in (100_000, 40):
+        set_meta_text(path, text[:-1] + ', "deep": ' + "[" * brackets + "]" * brackets + "}")
+        with pytest.raises(ModelFileError, match="metadata is nested deeper than 32 levels"):
+            load_model(path)
 
 
 @pytest.mark.parametrize("names, message", [
@@ -57,8 +55,24 @@ def test_a_lone_surrogate_anywhere_in_the_metadata_is_refused(tmp_path):
     path = tmp_path / "m.npz"
     save_model(path, a_model())
     edit_meta(path, lambda meta: meta.update(created="2024\ud800"))
-    with pytest.raises(ModelFileError, match="metadata\\['created'\\] is not valid Unicode"):
+    with pytest.raises(ModelFileError, match="metadata is not valid Unicode at \\['created'\\]"):
         load_model(path)
+
+
+@pytest.mark.parametrize("cut, words", [
+    (lambda text: text[:-1], "metadata is not valid JSON (Expecting"),
+    (lambda text: text[:-1] + ', "\\udc80": 1}', "metadata is not valid Unicode at  (a key)"),
+    (lambda text: text[:-1] + ', "x": ["\ud800"]}', "metadata is not valid Unicode"),    # refused as UTF-32
+    (lambda text: text + " []", "metadata is not valid JSON (Extra data"),
+])
+def test_metadata_that_is_not_strict_json_is_one_line_naming_the_file(tmp_path, cut, words):
+    path = tmp_path / "m.npz"
+    save_model(path, a_model())
+    set_meta_text(path, cut(meta_text(path)))
+    with pytest.raises(ModelFileError) as refused:
+        load_model(path)
+    assert str(refused.value).startswith(f"{path}: ") and words in str(refused.value)
+    assert "\n" not in str(refused.value)
 
 
 def test_control_characters_in_class_names_load(tmp_path):

@@ -5,12 +5,13 @@
                  untouched, never over an input
     lock.py      OutputLock: one writer per output (and the flock algorithm the downloads share)
     names.py     a file in words: its type, its size, where a symlink leads, on one line
-    jsonl.py     strict_json: one line of strict JSON for stdout and .jsonl files
+    jsonl.py     strict_json, read_strict_json: JSON written as one strict line, read strictly with
+                 a size and a nesting cap (NotJson otherwise)
 
 Everything a caller needs is importable from here: `from mlknobs.files import atomic_write`.
 """
 
-from mlknobs.files.jsonl import strict_json
+from mlknobs.files.jsonl import NotJson, read_strict_json, strict_json
 from mlknobs.files.lock import OutputLock, lock_path_for
 from mlknobs.files.names import describe_file_type, human_size
 from mlknobs.files.reading import open_regular, read_bounded
@@ -23,6 +24,6 @@ from mlknobs.files.writing import (
     temp_pattern,
 )
 
-__all__ = ["OutputLock", "atomic_write", "check_writable", "describe_file_type", "fsync_dir",
-           "human_size", "lock_path_for", "open_regular", "read_bounded", "remove_stale_temps", "same_file",
-           "strict_json", "temp_pattern"]
+__all__ = ["NotJson", "OutputLock", "atomic_write", "check_writable", "describe_file_type", "fsync_dir",
+           "human_size", "lock_path_for", "open_regular", "read_bounded", "read_strict_json", "remove_stale_temps",
+           "same_file", "strict_json", "temp_pattern"]

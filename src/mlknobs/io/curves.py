@@ -9,17 +9,17 @@ A loss that was no longer finite is stored as null.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from mlknobs.config import TrainConfig
 from mlknobs.errors import ModelFileError, TrainingDiverged
 from mlknobs.files import atomic_write, open_regular, read_bounded
-from mlknobs.files.jsonl import strict_json
+from mlknobs.files.jsonl import NotJson, read_strict_json, strict_json
 
 FORMAT = "mlknobs-diverged"
 SUFFIX = ".diverged.json"
 MAX_BYTES = 64 * 2**20
+MAX_JSON_DEPTH = 8        # the record nests 3 deep (record -> history -> entry; step_losses -> pair)
 
 
 def diverged_path_for(model_path: Path) -> Path:
@@ -38,20 +38,35 @@ def load_diverged(path: Path):
     """A diverged run's record as a knob-less Model (config, history, step_losses) for plots."""
     from mlknobs.errors import SettingsError
     from mlknobs.io import metadata
+    from mlknobs.io.npz import short
     from mlknobs.nn.model import InputScaling, Model
 
     with open_regular(path, MAX_BYTES, error=ModelFileError) as f:
-        text = read_bounded(f, MAX_BYTES, str(path), error=ModelFileError)
+        data = read_bounded(f, MAX_BYTES, str(path), error=ModelFileError)
     try:
-        record = json.loads(text.decode("utf-8"))
+        record = read_strict_json(data, max_size=MAX_BYTES, max_depth=MAX_JSON_DEPTH)
         if not isinstance(record, dict) or record.get("format") != FORMAT:
             raise ValueError(f"not a {FORMAT} record")
         config = TrainConfig.from_dict(record["config"])
-        pairs = [pair for pair in record["step_losses"] if isinstance(pair, list) and len(pair) == 2
-                 and pair[1] is not None]          # the non-finite blow-up itself cannot be drawn
-        steps = metadata.check_step_losses(pairs, config)
-        history = [entry for entry in record["history"] if isinstance(entry, dict)]
-    except (KeyError, TypeError, ValueError, SettingsError) as e:
-        raise ModelFileError(f"{path}: not a diverged run's curve ({e})") from e
+        # The blow-up itself (a loss no longer finite, stored as null) cannot be drawn: its step and
+        # its epoch are left out; every other pair and epoch must be whole and in range.
+        steps = metadata.check_step_losses(_without_nulls(record["step_losses"], "step_losses"), config)
+        history = metadata.check_history(_without_nulls(record["history"], "history"), config)
+    except NotJson as e:
+        raise ModelFileError(f"{path}: not a diverged run's curve (the text is {e})") from None
+    except (KeyError, TypeError, ValueError, OverflowError, SettingsError) as e:
+        raise ModelFileError(f"{path}: not a diverged run's curve ({short(e)})") from None
     # No knobs (params None): a diverged run saved none, and only its curve is drawn.
     return Model(None, config, InputScaling.unit(), [], history, {"diverged": True}, record, None, steps)
+
+
+def _without_nulls(items, what: str) -> list:
+    """The [step, loss] pairs or history entries of `items` that hold no null (the others are checked later)."""
+    if not isinstance(items, list):
+        raise ValueError(f"{what} must be a list")
+    return [item for item in items if not _holds_null(item)]
+
+
+def _holds_null(item) -> bool:
+    held = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+    return any(value is None for value in held)

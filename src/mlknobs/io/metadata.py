@@ -1,7 +1,7 @@
 """The metadata of a model file: the JSON object beside the arrays, what it holds and how it is checked.
 
     describe(kind, model, extra) -> dict     what save_model writes
-    parse(text, path) -> dict                JSON without NaN or infinities, bounded depth, our format
+    parse(text, path) -> dict                strict JSON (files/jsonl.py), our format
     check(meta, path) -> Checked             every field: settings, scaling, class names, history,
                                              results, parent; each number in its range
     check_state(meta, checked, path)         a checkpoint's loop and RNG state
@@ -13,7 +13,6 @@ an RNG state numpy cannot take).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,6 +24,7 @@ from mlknobs import __version__
 from mlknobs.bounds import Range
 from mlknobs.config import TrainConfig
 from mlknobs.errors import ModelFileError
+from mlknobs.files.jsonl import NotJson, read_strict_json
 from mlknobs.io.npz import short, show
 from mlknobs.nn.model import MAX_INPUT_STD, MIN_INPUT_STD, OUTPUT_SIZE, InputScaling, Model, architecture
 
@@ -81,15 +81,12 @@ def describe(kind: str, model: Model, extra: dict | None = None) -> dict:
 # --- the JSON text --------------------------------------------------------------------------------------
 
 def parse(text: str, path: Path) -> dict:
-    """JSON without NaN or infinities, at most MAX_JSON_DEPTH deep, every string valid Unicode;
-    an object of our format, version and a known kind."""
+    """Strict JSON (files/jsonl.py: no NaN or infinities, at most MAX_JSON_DEPTH deep, every string
+    valid Unicode); an object of our format, version and a known kind."""
     try:
-        meta = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
-    except RecursionError as e:
-        raise ModelFileError(f"{path}: metadata nests too deeply to be an mlknobs model file") from e
-    except ValueError as e:
-        raise ModelFileError(f"{path}: metadata is not valid JSON ({short(e)})") from e
-    _check_json_tree(meta, "metadata", 0, path)
+        meta = read_strict_json(text, max_size=MAX_METADATA_BYTES // 4, max_depth=MAX_JSON_DEPTH)   # UTF-32
+    except NotJson as e:
+        raise ModelFileError(f"{path}: metadata is {e}") from None
     if not isinstance(meta, dict):
         raise ModelFileError(f"{path}: metadata is not an object")
     if meta.get("format") != FORMAT:
@@ -102,41 +99,6 @@ def parse(text: str, path: Path) -> dict:
         raise ModelFileError(f"{path}: metadata kind {show(meta.get('kind'))} is neither "
                              f"{' nor '.join(KINDS)}")
     return meta
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a number a model file may hold")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text[:20]} is out of range")
-    return value
-
-
-def _check_json_tree(value, where: str, depth: int, path: Path) -> None:
-    """Refuse nesting beyond MAX_JSON_DEPTH and strings that are not valid Unicode (lone surrogates
-    such as "\udc80", which no UTF-8 output can print)."""
-    if depth > MAX_JSON_DEPTH:
-        raise ModelFileError(f"{path}: metadata nests deeper than {MAX_JSON_DEPTH} levels (at {where})")
-    if isinstance(value, str):
-        _check_text(value, where, path)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_text(key, f"{where}: a key", path)
-            _check_json_tree(item, f"{where}[{show(key)}]", depth + 1, path)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _check_json_tree(item, f"{where}[{i}]", depth + 1, path)
-
-
-def _check_text(text: str, where: str, path: Path) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise ModelFileError(f"{path}: metadata text at {where} is not valid Unicode "
-                             f"({show(text[e.start:e.end])} is a lone surrogate)") from None
 
 
 # --- the fields ---------------------------------------------------------------------------------------
@@ -159,7 +121,7 @@ def check(meta: dict, path: Path) -> Checked:
     try:
         config = TrainConfig.from_dict(_object(meta["config"], "config"))
         checked = Checked(config, _check_scaling(meta["input_scaling"]), _check_class_names(meta["class_names"]),
-                          _check_history(meta.get("history", []), config), _check_results(meta, config),
+                          check_history(meta.get("history", []), config), _check_results(meta, config),
                           _check_parent(meta.get("parent")), check_step_losses(meta.get("step_losses", []), config))
         if meta.get("dataset", config.dataset) != config.dataset:
             raise ValueError(f"dataset {show(meta['dataset'])} disagrees with the settings' {config.dataset!r}")
@@ -228,7 +190,8 @@ def _check_class_names(names) -> list[str]:
     return list(names)
 
 
-def _check_history(history, config: TrainConfig) -> list[dict]:
+def check_history(history, config: TrainConfig) -> list[dict]:
+    """Whole epochs, numbered from 1, each with its numbers in their ranges (a diverged run's curve too)."""
     if not isinstance(history, list):
         raise ValueError("history must be a list")
     if len(history) > config.epochs:

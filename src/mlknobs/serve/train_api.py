@@ -17,7 +17,6 @@ browser says where it comes from (Origin, Sec-Fetch-Site), come from this server
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,12 +26,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from mlknobs.errors import SettingsError
+from mlknobs.files.jsonl import NotJson, read_strict_json
 from mlknobs.serve.feed import Reader, TooManyReaders, sse
 from mlknobs.serve.settings import describe, parse
 from mlknobs.serve.trainer import RunGoing, Trainer
 from mlknobs.training.run import DataSource
 
 MAX_SETTINGS_BYTES = 16 * 1024    # a body of settings is ~500 bytes
+MAX_SETTINGS_DEPTH = 4            # and one level deep: an object of settings
 POLL_SECONDS = 0.1                # an event stream looks for new records this often
 KEEP_ALIVE_SECONDS = 15.0         # a comment line this often keeps an idle stream open
 RETRY_MILLISECONDS = 2_000        # how long a browser waits before reconnecting a dropped stream
@@ -148,7 +149,6 @@ async def _json_body(request: Request, required: bool = True):
     if not data.strip() and not required:
         return None
     try:
-        return json.loads(data)
-    except (ValueError, RecursionError) as e:     # RecursionError: thousands of nested brackets
-        detail = str(e)[:120] if isinstance(e, ValueError) else "nested too deeply"
-        raise HTTPException(400, f"the body is not JSON: {detail}") from None
+        return read_strict_json(data, max_size=MAX_SETTINGS_BYTES, max_depth=MAX_SETTINGS_DEPTH)
+    except NotJson as e:
+        raise HTTPException(400, f"the body is {e}") from None

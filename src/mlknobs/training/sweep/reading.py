@@ -3,10 +3,9 @@
 - Only a regular file is read: a FIFO, a device (a link to /dev/zero), a socket or a folder in
   its place is refused by name, without blocking (files.open_regular).
 - At most a cap of bytes is read, however large the file grows while it is read.
-- A JSON text nested deeper than MAX_JSON_DEPTH is refused before the parser sees it, by one
-  linear pass over its brackets (a line of 200,000 `[` costs a scan, not a RecursionError).
-- NaN and Infinity are not JSON: a file holding them is refused like any other malformed text.
-- Every cost is linear in the bytes read: a results.jsonl line is split, measured and parsed once.
+- Each JSON text is read by files/jsonl.py's strict reader: nested deeper than MAX_JSON_DEPTH,
+  NaN, Infinity or not UTF-8, it is refused in time linear in its bytes.
+- A results.jsonl line is split, measured and parsed once.
 
 `read_json_file` returns a file's one JSON document; `read_json_lines` each line's object, or None
 where a line is not one (too long, torn, not JSON): the caller decides what such a line means.
@@ -14,29 +13,15 @@ where a line is not one (too long, torn, not JSON): the caller decides what such
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from collections.abc import Iterator
-from itertools import accumulate
 from pathlib import Path
 
 from mlknobs.errors import SweepFileError
 from mlknobs.files import open_regular, read_bounded
-from mlknobs.text import error_line
+from mlknobs.files.jsonl import NotJson, read_strict_json
 
 MAX_JSON_DEPTH = 16               # sweep.json needs 3 levels (document, grid, values), a results line 2
-
-# Inside a JSON string a bracket is text, not nesting: escapes go first (so an escaped quote cannot end
-# a string), then whole strings, then everything but brackets. Each pass is a plain linear scan.
-_ESCAPE = re.compile(rb"\\.", re.DOTALL)
-_STRING = re.compile(rb'"[^"]*"')
-_NOT_A_BRACKET = re.compile(rb"[^\[\]{}]+")
-_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
-
-
-class NotJson(ValueError):
-    """A text that is not one plain JSON value (malformed, nested too deep, NaN or Infinity)."""
 
 
 def read_file(path: Path, limit: int, kind: str) -> bytes | None:
@@ -65,7 +50,7 @@ def read_json_file(path: Path, limit: int, kind: str):
     if data is None:
         return None
     try:
-        return loads(data)
+        return read_strict_json(data, max_size=limit, max_depth=MAX_JSON_DEPTH)
     except NotJson as e:
         raise SweepFileError(path, str(e)) from None
 
@@ -79,32 +64,8 @@ def read_json_lines(path: Path, limit: int, line_limit: int, kind: str) -> Itera
     for line in (data or b"").splitlines():
         if not line.strip():
             continue
-        if len(line) > line_limit:
-            yield None
-            continue
         try:
-            yield loads(line)
+            yield read_strict_json(line, max_size=line_limit, max_depth=MAX_JSON_DEPTH)
         except NotJson:
             yield None
 
-
-def loads(data: bytes):
-    """One JSON value from `data`, refusing nesting deeper than MAX_JSON_DEPTH, NaN and Infinity (NotJson)."""
-    if nested_deeper_than(data, MAX_JSON_DEPTH):
-        raise NotJson(f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
-    try:
-        return json.loads(data, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as e:        # UnicodeDecodeError is a ValueError too
-        raise NotJson(f"not valid JSON ({error_line(e, 200)})") from None
-
-
-def nested_deeper_than(data: bytes, limit: int) -> bool:
-    """Does the JSON text `data` nest more than `limit` levels deep? (A text with few brackets cannot.)"""
-    if data.count(b"[") + data.count(b"{") <= limit:
-        return False
-    brackets = _NOT_A_BRACKET.sub(b"", _STRING.sub(b"", _ESCAPE.sub(b"", data)))
-    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0) > limit
-
-
-def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a JSON number")
