@@ -186,3 +186,29 @@ def test_each_step_shows_its_batch_and_the_networks_guesses(mnist_small):
         rows = [np.flatnonzero((train.images == row).all(axis=1))[0] for row in pixels[:3]]
         assert list(train.labels[rows]) == list(labels[:3])           # the batch's own digits and labels
     assert np.mean(seen[-1][2] == seen[-1][1]) > 0.5                  # guesses are the network's: mostly right
+
+
+def test_a_diverged_runs_curve_is_thinned_to_a_bound_keeping_the_first_and_the_blow_up(mnist_small, monkeypatch):
+    """Without --log-every the curve is the loss at the loop's checks; a long run keeps at most
+    MAX_CHECKED_LOSSES of them, evenly spaced (a subset of all the checks), then the blow-up."""
+    import mlknobs.training.loop as loop
+
+    def blow_up_after_step_100(progress):
+        if progress.event == "step" and (progress.epoch - 1) * progress.batches + progress.batch == 100:
+            progress.params.w2[...] = np.nan                     # the next check (step 101) finds it
+
+    def curve() -> list:
+        with pytest.raises(TrainingDiverged) as diverged:
+            fit(small_config(epochs=2, batch_size=100), *mnist_small, CLASSES, callback=blow_up_after_step_100)
+        return diverged.value.step_losses
+
+    monkeypatch.setattr(loop, "CHECK_EVERY", 1)                  # a check every step: 101 of them
+    every_check = curve()
+    assert [step for step, _ in every_check] == list(range(1, 102)) and every_check[-1] == [101, None]
+
+    monkeypatch.setattr(loop, "MAX_CHECKED_LOSSES", 8)
+    thinned = curve()
+    steps = [step for step, _ in thinned]
+    assert len(thinned) <= 8 + 1 and steps[0] == 1 and thinned[-1] == [101, None]
+    assert len({b - a for a, b in zip(steps[:-2], steps[1:-1])}) == 1          # evenly spaced before the blow-up
+    assert all(point in every_check for point in thinned)

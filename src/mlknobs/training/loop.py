@@ -47,6 +47,9 @@ SATURATED_SLOPE = 1e-3
 # `--log-every`: at most this many [step, loss] pairs a run (~3 MB of a model file's metadata, far
 # below what the reader admits); a run that would log more is refused before it starts.
 MAX_STEP_LOSSES = 100_000
+# Without --log-every, a diverged run's curve is the loss at the loop's checks: at most this many
+# points however long the run (see _CheckedLosses).
+MAX_CHECKED_LOSSES = 2_000
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,29 @@ class _LoopState:
         return cls(**saved)
 
 
+class _CheckedLosses:
+    """[step, loss] at the loop's checks (None for a non-finite loss), at most `max_points` of them,
+    evenly spaced: when full, every other point goes (the first stays) and from then on every other
+    check is kept, as serve.trainer.Curve thins the page's curve. `last` is always the latest check,
+    kept or not (the blow-up a diverged run ends with)."""
+
+    def __init__(self, max_points: int):
+        self.max_points = max_points
+        self.points: list[list] = []
+        self.last: list | None = None
+        self.stride = 1                  # checks per kept point
+        self.checks = 0
+
+    def add(self, step: int, loss: float) -> None:
+        self.last = [step, loss if math.isfinite(loss) else None]
+        if self.checks % self.stride == 0:
+            self.points.append(self.last)
+            if len(self.points) > self.max_points:
+                self.points = self.points[::2]       # checks 0, 2 stride, 4 stride, ...: still evenly spaced
+                self.stride *= 2
+        self.checks += 1
+
+
 def fit(config: TrainConfig, train: Split, test: Split, class_names, *,
         checkpoint: Path | None = None, resume: Checkpoint | None = None,
         callback: Callback | None = None, initial: Model | None = None, parent: dict | None = None) -> Model:
@@ -157,8 +183,8 @@ class _Fit:
         if resume is not None:
             self.optimizer.velocity.copy_from(resume.velocity)
         # The curve a diverged run leaves (TrainingDiverged.step_losses): the logged one with
-        # --log-every, else the loss at every check of the loop (every CHECK_EVERY steps).
-        self.checked_losses: list = []
+        # --log-every, else the loss at the loop's checks (every CHECK_EVERY steps, thinned).
+        self.checked_losses = _CheckedLosses(MAX_CHECKED_LOSSES)
 
     def learning_rate(self, step: int) -> float:
         return learning_rate_at(self.config.schedule, self.config.learning_rate, step, self.total_steps)
@@ -220,7 +246,7 @@ class _Fit:
                 loss = float(sample_losses[done].mean())
                 self.log_loss(state.step + 1, loss)
                 if b % CHECK_EVERY == 0 or b == self.steps_per_epoch - 1:
-                    self.checked_losses.append([state.step + 1, loss if math.isfinite(loss) else None])
+                    self.checked_losses.add(state.step + 1, loss)
                     self.check_divergence(loss, epoch, b)
                 learning_rate = self.learning_rate(state.step)
                 self.stepper.step(cache, labels, learning_rate)
@@ -275,10 +301,10 @@ class _Fit:
 
     def diverged(self, message: str, entry: dict | None = None) -> TrainingDiverged:
         """The error for a run that blew up or collapsed, carrying its curve up to that point."""
-        curve = self.model.step_losses if self.config.log_every else self.checked_losses
-        last = self.checked_losses[-1:] if self.checked_losses and self.config.log_every else []
-        if last and (not curve or curve[-1][0] < last[0][0]):
-            curve = [*curve, *last]                           # the blow-up itself, even between logged steps
+        curve = self.model.step_losses if self.config.log_every else self.checked_losses.points
+        last = self.checked_losses.last
+        if last and (not curve or curve[-1][0] < last[0]):
+            curve = [*curve, last]                            # the blow-up itself, even between kept steps
         history = [*self.model.history, *([entry] if entry else [])]
         return TrainingDiverged(message, self.config.learning_rate, [list(p) for p in curve], history)
 
