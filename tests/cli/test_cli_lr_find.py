@@ -69,7 +69,7 @@ def test_help_states_the_bounds():
 
     text = " ".join(run("lr-find", "--help").stdout.split())
     assert f"{MIN_STEPS}<=x<={MAX_STEPS}" in text and f"{MIN_LR}<=x<={MAX_LR}" in text
-    assert "--dropout" in text
+    assert all(flag in text for flag in ("--dropout", "--input-scaling", "--init-scale", "--train-size"))
 
 
 def test_the_widest_range_gives_a_finite_suggestion(synthetic_data_dir):
@@ -84,3 +84,35 @@ def test_dropout_reaches_the_range_test(synthetic_data_dir):
     plain = json.loads(run(*lr_find_args(synthetic_data_dir, "--json")).stdout)
     dropped = json.loads(run(*lr_find_args(synthetic_data_dir, "--dropout", "0.5", "--json")).stdout)
     assert plain["lr"][:5] == dropped["lr"][:5] and plain["loss"][0] != dropped["loss"][0]
+
+
+def test_the_lessons_raw_inputs_run_and_suggest_another_rate_than_standardized_ones(synthetic_data_dir):
+    """Lesson 7's `train --input-scaling raw` diverges and the error points at lr-find "(same settings)":
+    lr-find takes those settings, and raw pixels (255 times larger inputs) call for a smaller rate
+    (on real MNIST, at the lesson's settings: 0.036 against 0.47)."""
+    lesson = ["--hidden-size", "32", "--train-size", "5000"]
+    raw = run(*lr_find_args(synthetic_data_dir, *lesson, "--input-scaling", "raw", "--json"))
+    assert raw.exit_code == 0, raw.output
+    standardized = json.loads(run(*lr_find_args(synthetic_data_dir, *lesson, "--json")).stdout)
+    suggested = json.loads(raw.stdout)["suggested_lr"]
+    assert suggested < standardized["suggested_lr"] / 2
+
+
+@pytest.mark.parametrize("args", [["--init-scale", "0.25"], ["--train-size", "500"], ["--input-scaling", "unit"]])
+def test_the_settings_that_shape_the_network_and_its_digits_reach_the_range_test(synthetic_data_dir, args):
+    plain = json.loads(run(*lr_find_args(synthetic_data_dir, "--json")).stdout)
+    changed = run(*lr_find_args(synthetic_data_dir, *args, "--json"))
+    assert changed.exit_code == 0, changed.output
+    assert json.loads(changed.stdout)["loss"][0] != plain["loss"][0]
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--train-size", "10001"], "--train-size"), (["--train-size", "0"], "--train-size"),
+    (["--init-scale", "0"], "--init-scale"), (["--input-scaling", "none"], "--input-scaling"),
+    (["--val-size", "600", "--train-size", "500"], "--val-size"),
+])
+def test_settings_out_of_range_are_usage_errors_naming_the_flag(synthetic_data_dir, args, flag):
+    result = run(*lr_find_args(synthetic_data_dir, *args))
+    assert result.exit_code == 2 and flag in result.stderr, result.output
+    assert "Traceback" not in result.output
+    assert len([line for line in result.stderr.splitlines() if line.startswith("Error")]) == 1

@@ -85,12 +85,14 @@ def test_bad_options_are_refused_naming_them(synthetic_splits, options, setting)
     assert setting in refused.value.settings
 
 
-def test_the_range_test_trains_the_network_fit_trains_dropout_included(synthetic_splits):
-    """Its first batch is fit's first batch: same knobs, same order, same dropout mask, same loss."""
+@pytest.mark.parametrize("setting", [{"dropout": 0.5}, {"input_scaling": "raw"}, {"input_scaling": "unit"},
+                                     {"init_scale": 0.5}, {"train_size": 700}, {"train_size": 700, "val_size": 100}])
+def test_the_range_test_trains_the_network_fit_trains_on_the_digits_fit_trains_on(synthetic_splits, setting):
+    """Its first batch is fit's first batch: same knobs, inputs, digits, order and dropout mask, same loss."""
     from mlknobs.training.loop import fit
 
     train, test = synthetic_splits
-    config = CONFIG.replace(dropout=0.5, epochs=1)
+    config = CONFIG.replace(epochs=1, **setting)
     first_losses = []
 
     def first_step(progress):
@@ -100,10 +102,21 @@ def test_the_range_test_trains_the_network_fit_trains_dropout_included(synthetic
 
     with pytest.raises(TrainingInterrupted):
         fit(config, train, test, [str(d) for d in range(10)], callback=first_step)
-    with_dropout = lr_find(config, train, steps=20)
-    without = lr_find(config.replace(dropout=0.0), train, steps=20)
-    assert with_dropout.losses[0] == pytest.approx(first_losses[0], rel=1e-5)
-    assert without.losses[0] != pytest.approx(first_losses[0], rel=1e-3)     # the mask changes the loss
+    measured = lr_find(config, train, steps=20)
+    default = lr_find(CONFIG.replace(epochs=1), train, steps=20)
+    assert measured.losses[0] == pytest.approx(first_losses[0], rel=1e-5)
+    assert default.losses[0] != pytest.approx(first_losses[0], rel=1e-3)     # the setting changes the loss
+
+
+def test_train_size_means_the_first_digits_only(synthetic_splits):
+    from mlknobs.data.splits import Split
+
+    train, _ = synthetic_splits
+    head = Split(train.images[:700], train.labels[:700])
+    assert lr_find(CONFIG.replace(train_size=700), train, steps=20) == lr_find(CONFIG, head, steps=20)
+    with pytest.raises(SettingsError) as refused:
+        lr_find(CONFIG.replace(train_size=len(train) + 1), train, steps=20)
+    assert refused.value.settings == ["train_size"]
 
 
 @pytest.mark.parametrize("options, setting", [

@@ -20,10 +20,11 @@ from mlknobs.cli.options import (
 from mlknobs.cli.output import echo_json, note, say
 from mlknobs.training.lr_find_settings import END_LR, MAX_LR, MAX_STEPS, MIN_LR, MIN_STEPS, START_LR, STEPS
 
-# The settings that shape the network and its steps; the range test sets the learning rate itself,
-# and epochs, schedule and early stopping have no meaning for it.
+# The settings that shape the network, its inputs and its steps (so that "same settings" as a run
+# means the same network on the same digits); the range test sets the learning rate itself, and
+# epochs, schedule, early stopping and the distortions have no meaning for it.
 NETWORK_SETTINGS = ("hidden_size", "batch_size", "momentum", "nesterov", "weight_decay", "loss", "dropout",
-                    "val_size", "seed", "threads", "dataset")
+                    "val_size", "seed", "threads", "dataset", "train_size", "input_scaling", "init_scale")
 LR_TYPE = click.FloatRange(MIN_LR, MAX_LR)
 
 
@@ -59,17 +60,18 @@ def command(start_lr: float, end_lr: float, steps: int, plot_path: Path | None, 
     start-up bias removed); the test stops once the loss climbs above 4 times its minimum. The
     suggestion is the learning rate of the lowest smoothed loss divided by 10, measured to suit
     `train`'s one-cycle recipe better than the point of steepest descent. The network is the one
-    `train` would build from the same options (dropout included). No model file is read or written.
+    `train` would build from the same options (dropout, --input-scaling, --init-scale and --train-size
+    included). No model file is read or written.
 
     \b
     Examples:
       mlknobs lr-find
       mlknobs lr-find --hidden-size 128 --batch-size 64 --plot lr.png
       mlknobs lr-find --loss mse --momentum 0 --json > lr.json
+      mlknobs lr-find --input-scaling raw --hidden-size 32 --train-size 5000
       mlknobs train --lr "$(mlknobs lr-find --json --quiet | jq .suggested_lr)"
     """
     from mlknobs.config import DEFAULTS, TrainConfig
-    from mlknobs.errors import SettingsError
     from mlknobs.training.lr_find import RULES, lr_find
     from mlknobs.training.run import DataSource
 
@@ -88,8 +90,6 @@ def command(start_lr: float, end_lr: float, steps: int, plot_path: Path | None, 
     bar = _Bar(quiet, steps)
     try:
         result = lr_find(config, train, start_lr=start_lr, end_lr=end_lr, steps=steps, callback=bar)
-    except SettingsError as e:
-        raise click.UsageError(e.describe(lambda name: f"--{name.replace('_', '-')}")) from e
     finally:
         bar.close()
 

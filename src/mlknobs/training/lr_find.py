@@ -17,8 +17,9 @@ finite): everything past that point only measures divergence. A rule from `RULES
 learning rate off the curve.
 
 Nothing is saved: the network, its optimizer and the batches live and die here (no model file,
-no checkpoint). They are set up by training/step.py, as `fit` sets them up (dropout included), so
-the test measures the network `train` will run.
+no checkpoint). They are set up by training/step.py, as `fit` sets them up (dropout, input scaling
+and initial weight range included), on the digits `fit` trains on (train_size, val_size), so the
+test measures the network `train` will run.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy as np
 
 from mlknobs.config import TrainConfig, max_threads
 from mlknobs.data.batches import batches
-from mlknobs.data.splits import Split, split_validation
+from mlknobs.data.splits import Split, first, split_validation
 from mlknobs.errors import SettingsError
 from mlknobs.nn.blas import blas_threads
 from mlknobs.training.lr_find_settings import END_LR, START_LR, STEPS, problems
@@ -91,13 +92,15 @@ DEFAULT_RULE = "minimum/10"
 def lr_find(config: TrainConfig, train: Split, *, start_lr: float = START_LR, end_lr: float = END_LR,
             steps: int = STEPS, rule: str = DEFAULT_RULE,
             callback: Callable[[LrFindStep], None] | None = None) -> LrFindResult:
-    """Run the range test with the network settings of `config` on `train` (its fit part, without
-    the last `config.val_size` samples, as training uses it); returns the curve and a suggestion.
+    """Run the range test with the network settings of `config` on `train` (its fit part: the first
+    `config.train_size` samples without the last `config.val_size`, as training uses it); returns
+    the curve and a suggestion.
 
-    Uses config's hidden_size, batch_size, momentum, nesterov, weight_decay, loss, dropout, val_size,
-    seed and threads (the network and optimizer are set up as `fit` sets them up: training/step.py);
-    its learning rate, schedule and epochs play no part. start_lr and end_lr lie in LR_RANGE, steps
-    in STEPS_RANGE (lr_find_settings.py); anything else raises SettingsError naming it.
+    Uses config's hidden_size, batch_size, momentum, nesterov, weight_decay, loss, dropout,
+    input_scaling, init_scale, train_size, val_size, seed and threads (the network and optimizer are
+    set up as `fit` sets them up: training/step.py); its learning rate, schedule, epochs and
+    distortions play no part. start_lr and end_lr lie in LR_RANGE, steps in STEPS_RANGE
+    (lr_find_settings.py); anything else raises SettingsError naming it.
     """
     found = problems(start_lr, end_lr, steps)
     if rule not in RULES:
@@ -113,7 +116,7 @@ class _RangeTest:
 
     def __init__(self, config: TrainConfig, train: Split, start_lr: float, end_lr: float, steps: int):
         self.config, self.steps = config, steps
-        self.fit_set, _ = split_validation(train, config.val_size)
+        self.fit_set, _ = split_validation(first(train, config.train_size), config.val_size)   # as fit does
         self.rng = np.random.default_rng(config.seed)       # the same initial weights as `train --seed`
         params, scaling = fresh_start(config, self.fit_set, self.rng)
         self.stepper = Stepper(config, params, scaling, min(config.batch_size, len(self.fit_set)), self.rng)
