@@ -81,6 +81,25 @@ def test_missing_model_is_a_one_line_error(tmp_path, synthetic_data_dir):
     assert not (tmp_path / "w.png").exists()
 
 
+@pytest.mark.parametrize("logged", [False, True])
+def test_plot_history_reads_the_model_file_once(synthetic_model_path, tmp_path, monkeypatch, logged):
+    """One model: its epochs (1100 pixels wide); with logged step losses, the comparison figure and
+    its step panel (at least 1400): either way the file is read once."""
+    import mlknobs.io.modelfile as modelfile
+
+    model = load_model(synthetic_model_path)
+    model.step_losses = [[1, 2.0], [2, 1.5]] if logged else []
+    save_model(tmp_path / "m.npz", model)
+    reads, real_load_model = [], modelfile.load_model
+    monkeypatch.setattr(modelfile, "load_model", lambda path, *args, **kwargs: (
+        reads.append(path), real_load_model(path, *args, **kwargs))[1])
+    result = run("plot", "history", "--model", tmp_path / "m.npz", "--out", tmp_path / "h.png")
+    assert result.exit_code == 0, result.output
+    assert reads == [tmp_path / "m.npz"]
+    width = Image.open(tmp_path / "h.png").size[0]
+    assert width >= 1400 if logged else width == 1100
+
+
 def test_model_without_history_is_a_one_line_error(synthetic_model_path, synthetic_data_dir, tmp_path):
     model = load_model(synthetic_model_path)
     model.history = []

@@ -73,13 +73,12 @@ def command(kind: str, models: tuple[Path, ...], model_path: Path, out: Path | N
         raise click.UsageError("--curves draws a sweep's step curves: it goes with plot sweep")
     if models and kind != "history":
         raise click.UsageError(f"plot {kind} draws one model, given with --model; only plot history takes several")
-    if kind == "history" and (len(models) > 1 or _has_steps(models or (model_path,))):
-        refuse_output_over_input({"--out": out}, {f"MODEL {i + 1}": path for i, path in enumerate(models)})
-        plots.write_picture(out, _histories_picture(models or (model_path,), fmt))
+    if kind == "history":
+        inputs = {f"MODEL {i + 1}": path for i, path in enumerate(models)} if models else {"--model": model_path}
+        refuse_output_over_input({"--out": out}, inputs)
+        plots.write_picture(out, _history_picture(models or (model_path,), fmt))
         say(f"wrote {out}")
         return
-    if models:
-        model_path = models[0]
     _, split = PLOT_KINDS[kind]
     if split != "sweep":         # (a sweep's files cannot be pictures: --out has a picture's suffix)
         refuse_output_over_input({"--out": out}, {"--model": model_path})
@@ -107,18 +106,17 @@ def _load_curve(path: Path):
     return load_diverged(path) if path.name.endswith(SUFFIX) else load_model(path)
 
 
-def _has_steps(paths) -> bool:
-    """Whether a single history needs the comparison figure: a diverged run's curve, or logged steps."""
+def _history_picture(paths, fmt: str) -> bytes:
+    """`plot history`: one model's epochs, or the runs' curves overlaid, named by the settings in
+    which they differ (several runs, a diverged run's curve, or logged steps). Each file is read once."""
     from mlknobs.io.curves import SUFFIX
-
-    return any(path.name.endswith(SUFFIX) or _load_curve(path).step_losses for path in paths)
-
-
-def _histories_picture(paths, fmt: str) -> bytes:
-    """`plot history A B ...`: the runs' curves overlaid, named by the settings in which they differ."""
+    from mlknobs.viz import plots
     from mlknobs.viz.compare import histories_figure
 
-    return histories_figure([_load_curve(path) for path in paths], [path.name for path in paths], fmt)
+    runs = [_load_curve(path) for path in paths]
+    if len(runs) == 1 and not paths[0].name.endswith(SUFFIX) and not runs[0].step_losses:
+        return plots.DRAW["history"](plots.PlotRequest(runs[0], paths[0].name, fmt))
+    return histories_figure(runs, [path.name for path in paths], fmt)
 
 
 def _augment_request(request, name: str):
