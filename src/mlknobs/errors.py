@@ -189,6 +189,15 @@ class PlotError(MlknobsError):
     """A picture cannot be drawn or written (missing matplotlib, unwritable path, nothing to plot)."""
 
 
+class NoStepCurves(PlotError):
+    """`plot sweep --curves` on the sweep `name`, none of whose runs kept a step curve (no run logged its
+    steps, and none failed: a failed run keeps its curve up to the blow-up)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"{name} holds no step curves: no run logged its batch losses, and none failed")
+
+
 class MissingExtra(MlknobsError):
     """An optional feature's packages are not installed; `extra` names the pip extra that brings them."""
 

@@ -77,9 +77,14 @@ def test_plot_sweep_curves_draws_every_runs_step_curve_failed_ones_included(synt
     assert run("plot", "weights", "--curves", "--out", tmp_path / "w.png").exit_code == 2
 
 
-def test_a_sweep_without_curves_says_how_to_get_them(synthetic_data_dir, tmp_path):
-    from mlknobs.errors import PlotError
+def test_a_sweep_without_curves_is_a_fact_from_the_library_and_a_hint_from_the_cli():
+    from mlknobs.cli.messages import to_click
+    from mlknobs.errors import NoStepCurves
     from mlknobs.viz.compare import sweep_curves_figure
 
-    with pytest.raises(PlotError, match="--log-every"):
+    with pytest.raises(NoStepCurves) as refused:
         sweep_curves_figure([{"run": "a", "status": "ok", "settings": {}}], {"learning_rate": [0.5]}, "s")
+    assert refused.value.name == "s" and "--" not in str(refused.value)      # the library never names a flag
+    worded = to_click(refused.value, None)
+    assert worded.exit_code == 1 and worded.message.startswith("s holds no step curves")
+    assert "sweep with --log-every N" in worded.message

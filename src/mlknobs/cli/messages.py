@@ -84,6 +84,8 @@ def _worded(error: errors.MlknobsError, command: click.Command | None) -> str:
                 f"or choose another --out-dir")
     if isinstance(error, errors.SweepFromOtherVersion):
         return f"{error}: start a new sweep with another --out-dir"
+    if isinstance(error, errors.NoStepCurves):
+        return f"{error}: sweep with --log-every N to record every run's curve"
     if isinstance(error, errors.MissingExtra):
         return (f"{error}: install the {error.extra} extra: pip install \"mlknobs[{error.extra}]\" "
                 f"(from a clone: pip install \".[{error.extra}]\")")

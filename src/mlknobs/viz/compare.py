@@ -7,7 +7,7 @@ happens within an epoch, and where a run blew up.
 
 from __future__ import annotations
 
-from mlknobs.errors import PlotError
+from mlknobs.errors import NoStepCurves, PlotError
 from mlknobs.nn.model import Model
 from mlknobs.viz.figures import matplotlib_parts, render
 
@@ -93,7 +93,7 @@ def sweep_curves_figure(runs: list[dict], swept: dict[str, list], name: str, fmt
     included, dashed and ending in an X where they blew up; named by their swept settings."""
     drawn = [r for r in runs if r.get("step_losses")]
     if not drawn:
-        raise PlotError(f"{name} holds no step curves: sweep with --log-every N (failed runs keep theirs anyway)")
+        raise NoStepCurves(name)
     mpl = matplotlib_parts()
     fig = mpl.new_figure(10.0, 5.6)
     ax = fig.subplots()
