@@ -6,6 +6,7 @@ import json
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +107,23 @@ def test_open_opens_the_page_in_the_browser(synthetic_model_path, tmp_path, monk
         code, _, _ = served.interrupt()
     assert opened.read_text() == served.url
     assert code == 0
+
+
+@NEEDS_SERVE
+@pytest.mark.parametrize(("args", "data_dir", "mirrors"), [
+    ((), None, ()),
+    (("--data-dir", "my data", "--mirror", "/mirrors/a", "--mirror", "builtin"), Path("my data"), ("/mirrors/a", "builtin")),
+])
+def test_the_training_panel_gets_the_data_options_that_were_given(synthetic_model_path, monkeypatch, args, data_dir,
+                                                                 mirrors):
+    """Only what was given: the page's resume command then carries exactly these (a default stays out)."""
+    seen = {}
+
+    def stopped_at_once(app, sock, limits):
+        seen["data"] = app.state.trainer.data
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(server, "run", stopped_at_once)
+    result = run("serve", "--model", synthetic_model_path, "--port", "0", *args)
+    assert result.exit_code == 0, result.output
+    assert (seen["data"].data_dir, seen["data"].mirrors) == (data_dir, mirrors)

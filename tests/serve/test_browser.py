@@ -27,7 +27,7 @@ import pictures  # noqa: E402
 from mlknobs.io.modelfile import load_model  # noqa: E402
 from mlknobs.vision.classify import classify  # noqa: E402
 from mlknobs.vision.images import read_input  # noqa: E402
-from serving import CHROMIUM, CHROMIUM_ARGS, serve_process  # noqa: E402
+from serving import CHROMIUM, serve_process  # noqa: E402
 
 SCREENSHOT_COPY = Path("/tmp/serve-screenshot.png")
 WAIT_MS = 15_000
@@ -35,16 +35,6 @@ UPLOADED_DIGIT = 7
 DROPPED_DIGIT = 3
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def picture_of(digit: int, model_path: Path, synthetic_splits, folder: Path) -> Path:

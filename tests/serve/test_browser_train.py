@@ -24,23 +24,13 @@ from mlknobs.io.modelfile import load_model  # noqa: E402
 from mlknobs.serve.app import create_app  # noqa: E402
 from mlknobs.serve.train_api import TrainingPanel  # noqa: E402
 from mlknobs.training.run import DataSource  # noqa: E402
-from serving import CHROMIUM, CHROMIUM_ARGS, uvicorn_thread  # noqa: E402
+from serving import CHROMIUM, uvicorn_thread  # noqa: E402
 
 WAIT_MS = 15_000
 RUN_MS = 60_000
 SCREENSHOT_COPY = Path("/tmp/serve-train.png")
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture
@@ -115,7 +105,7 @@ def test_train_32_units_watch_the_loss_fall_then_draw_a_one_on_the_new_network(p
     expect(page.get_by_test_id("prediction")).to_have_text(re.compile(r"^1 \d+\.\d %$"), timeout=WAIT_MS)
 
 
-def test_start_then_stop_keeps_the_checkpoint_and_says_how_to_resume(page, served):
+def test_start_then_stop_keeps_the_checkpoint_and_says_how_to_resume(page, served, synthetic_data_dir):
     expect = sync_api.expect
     _, runs = served
     set_settings(page, **{"hidden-size": 16, "epochs": 300, "batch-size": 32})
@@ -126,8 +116,9 @@ def test_start_then_stop_keeps_the_checkpoint_and_says_how_to_resume(page, serve
     page.get_by_test_id("train-stop").click()
     expect(status).to_have_text(re.compile(r"^stopped: epoch \d+ of 300 is saved in .*\.ckpt\.npz$"), timeout=WAIT_MS)
     checkpoint = next(runs.glob("run-*.ckpt.npz"))
-    expect(page.locator("#train-next code")).to_have_text(
-        f"mlknobs train --resume --out {checkpoint.with_name(checkpoint.name.replace('.ckpt', ''))}")
+    out = checkpoint.with_name(checkpoint.name.replace(".ckpt", ""))
+    resume = f"mlknobs train --resume --out {out} --data-dir {synthetic_data_dir}"
+    expect(page.locator("#train-next code")).to_have_text(resume)
     expect(page.get_by_test_id("train-start")).to_be_enabled()
     assert int(page.get_by_test_id("train-loss-chart").get_attribute("data-points")) > 313   # a whole epoch and more
     expect(page.get_by_test_id("model")).to_have_text(re.compile(r"^Model small\.npz"))    # not replaced
@@ -151,3 +142,20 @@ def test_a_diverging_run_shows_failed_with_the_librarys_message_and_its_curve(pa
     expect(page.locator("#train-error")).to_contain_text("hidden_size must be a whole number from 1 to 4,096 here")
     expect(page.get_by_test_id("train-hidden-size")).to_have_attribute("aria-invalid", "true")
     expect(status).to_have_text(re.compile(r"^failed"))                   # the last run's state stays
+
+
+@pytest.mark.parametrize("flags", ["the CLI's", "none"])
+def test_the_settings_hooks_are_the_same_whatever_flags_the_server_was_given(browser, synthetic_model_path,
+                                                                            synthetic_data_dir, tmp_path, flags):
+    """The issue's data-testid names are a public interface: train-hidden-size, train-epochs, train-lr."""
+    panel = TrainingPanel(tmp_path, DataSource(synthetic_data_dir), setting_flags() if flags == "the CLI's" else {})
+    app = create_app(load_model(synthetic_model_path), synthetic_model_path, training=panel)
+    with uvicorn_thread(app) as url:
+        page = browser.new_page()
+        try:
+            page.goto(url)
+            for test_id in ("train-hidden-size", "train-epochs", "train-lr", "train-batch-size", "train-start"):
+                sync_api.expect(page.get_by_test_id(test_id)).to_be_visible(timeout=WAIT_MS)
+            assert page.locator("[data-testid=train-learning-rate]").count() == 0
+        finally:
+            page.close()

@@ -121,7 +121,7 @@ def test_a_run_is_202_ends_done_and_its_model_is_drawn_with_at_once(client, app,
     assert len(answer["hidden"][0]["weights"]) == 28
 
 
-def test_one_run_at_a_time_and_stop_keeps_the_checkpoint(client, tmp_path):
+def test_one_run_at_a_time_and_stop_keeps_the_checkpoint(client, tmp_path, synthetic_data_dir):
     run_id = start(client, LONG).json()["run"]
     wait_for(client, lambda s: len(s["history"]) >= 1 or ended(s))
     second = start(client, SMALL)
@@ -136,7 +136,7 @@ def test_one_run_at_a_time_and_stop_keeps_the_checkpoint(client, tmp_path):
     assert state["status"] == "stopped"
     epochs = len(state["history"])
     assert state["message"] == f"epoch {epochs} of 200 is saved in {checkpoint}"
-    assert state["resume"] == f"mlknobs train --resume --out {out}"
+    assert state["resume"] == f"mlknobs train --resume --out {out} --data-dir {synthetic_data_dir}"
     assert checkpoint.is_file() and not out.exists()
     assert start(client, SMALL).status_code == 202      # the next run may start
     wait_for(client, ended)
@@ -401,5 +401,6 @@ def test_ctrl_c_while_a_run_trains_keeps_its_checkpoint_and_says_how_to_resume(s
     lines = err.strip().splitlines()
     assert lines[-1] == "mlknobs serve: stopped" and "Traceback" not in err, err
     expected = (rf"training run {started['run']} stopped: epoch \d+ of 200 is saved in {re.escape(str(checkpoint))}; "
-                rf"resume with: mlknobs train --resume --out {re.escape(str(out))}")
+                rf"resume with: mlknobs train --resume --out {re.escape(str(out))} "
+                rf"--data-dir {re.escape(str(synthetic_mnist.data_dir))}")
     assert re.fullmatch(expected, lines[-2]), err

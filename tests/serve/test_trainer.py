@@ -1,13 +1,17 @@
 """The pieces of a page's training run (mlknobs.serve.trainer): the bounded loss curve, the
-weight tiles and the batch digits a snapshot carries."""
+weight tiles and the batch digits a snapshot carries, the resume command and the diverged hint."""
 
 from __future__ import annotations
 
 import base64
+import shlex
+from pathlib import Path
 
 import numpy as np
 
-from mlknobs.serve.trainer import Curve, batch_digits, weight_tiles
+from mlknobs.errors import TrainingDiverged
+from mlknobs.serve.trainer import DIVERGED_HINT, Curve, batch_digits, resume_command, weight_tiles
+from mlknobs.training.run import DataSource
 
 
 def test_the_curve_keeps_every_step_until_full_then_averages_neighbours():
@@ -49,3 +53,19 @@ def test_batch_digits_are_the_first_of_the_batch_with_labels_and_guesses():
     assert np.array_equal(np.frombuffer(base64.b64decode(shown["pixels"]), np.uint8).reshape(8, 784), pixels[:8])
     assert shown["labels"] == list(range(8)) and shown["guesses"] == [0] * 8
     assert len(batch_digits(pixels[:3], labels[:3], guesses[:3])["labels"]) == 3
+
+
+def test_the_resume_command_is_quoted_for_a_shell_and_carries_the_data_options():
+    out = Path("my runs/run-1's.npz")
+    assert resume_command(Path("runs/run-1.npz"), DataSource()) == "mlknobs train --resume --out runs/run-1.npz"
+    command = resume_command(out, DataSource(Path("data dir"), ("/mirrors/one", "http://m/$x y")))
+    assert shlex.split(command) == ["mlknobs", "train", "--resume", "--out", str(out), "--data-dir", "data dir",
+                                    "--mirror", "/mirrors/one", "--mirror", "http://m/$x y"]
+
+
+def test_a_diverged_runs_hint_is_worded_as_train_words_it():
+    """The page's line below a diverged run's message says what `mlknobs train` adds to it."""
+    from mlknobs.cli import messages
+
+    worded = str(messages.to_click(TrainingDiverged("training diverged", learning_rate=1000.0), None).message)
+    assert DIVERGED_HINT[0].lower() + DIVERGED_HINT[1:].rstrip(".") in worded

@@ -62,7 +62,8 @@ def command(model_path: Path, host: str, port: int, open_browser: bool, out_dir:
     limits = server.connection_limits(server.raise_fd_limit())
     with sock:
         loopback = server.is_loopback(sock)
-        panel = TrainingPanel(out_dir, DataSource(data_dir, mirrors, progress=False), setting_flags())
+        panel = TrainingPanel(out_dir, DataSource(_given(data_dir, "data_dir"), mirrors, progress=False),
+                              setting_flags())
         app = create_app(model, model_path, allowed_hosts=server.LOOPBACK_NAMES if loopback else None,
                          training=panel)
         url = server.page_url(sock)
@@ -90,6 +91,12 @@ def setting_flags() -> dict[str, tuple[str, str]]:
         if isinstance(param, click.Option) and (param.name in SETTINGS or param.name == "augment"):
             flags[param.name] = (param.opts[0], param.help or "")
     return flags
+
+
+def _given(value, name: str):
+    """`value`, or None where it is the option's default: the page's resume command then leaves it out."""
+    source = click.get_current_context().get_parameter_source(name)
+    return None if source is click.core.ParameterSource.DEFAULT else value
 
 
 def _say_how_the_run_ended(state: dict) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import logging
 import math
+import shlex
 import threading
 import time
 from dataclasses import dataclass, field
@@ -54,6 +55,8 @@ BATCH_DIGITS = 8              # digits of the batch in a snapshot
 RATE_WINDOW_SECONDS = 2.0     # steps per second is measured over about this long
 JOIN_SECONDS = 10.0           # on shutdown, how long to wait for a run to stop
 RUNNING, DONE, STOPPED, FAILED = "running", "done", "stopped", "failed"
+# Worded as `mlknobs train` words a diverged run (cli/messages.py), for the page's line below the message.
+DIVERGED_HINT = "A smaller learning rate that learns is what `mlknobs lr-find` measures (same settings)."
 
 log = logging.getLogger("mlknobs.serve")
 
@@ -274,14 +277,12 @@ class Trainer:
                 self.on_model(run.out)
         except TrainingInterrupted as e:
             if e.checkpoint:
-                end = {"status": STOPPED, "resume": f"mlknobs train --resume --out {run.out}",
+                end = {"status": STOPPED, "resume": resume_command(run.out, self.data),
                        "message": f"epoch {e.epochs_done} of {run.config.epochs} is saved in {e.checkpoint}"}
             else:
                 end = {"status": STOPPED, "message": "before the first epoch ended; nothing was saved"}
         except TrainingDiverged as e:
-            end = {"status": FAILED, "message": str(e),
-                   "hint": "Try a smaller learning rate: mlknobs lr-find, with the same settings, measures "
-                           "where the loss falls fastest."}
+            end = {"status": FAILED, "message": str(e), "hint": DIVERGED_HINT}
         except MlknobsError as e:
             end = {"status": FAILED, "message": str(e)}
         except MemoryError:
@@ -337,6 +338,17 @@ class Trainer:
         thread = self.thread
         if thread is not None:
             thread.join(timeout)
+
+
+def resume_command(out: Path, data: DataSource) -> str:
+    """The command that resumes a stopped run, quoted for a shell: `mlknobs train --resume --out OUT`,
+    with the --data-dir and each --mirror the server was given (`data` holds them)."""
+    words = ["mlknobs", "train", "--resume", "--out", str(out)]
+    if data.data_dir is not None:
+        words += ["--data-dir", str(data.data_dir)]
+    for mirror in data.mirrors:
+        words += ["--mirror", mirror]
+    return shlex.join(words)
 
 
 def _rounded(value):

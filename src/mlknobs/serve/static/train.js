@@ -39,8 +39,12 @@
 
   // --- the settings form ------------------------------------------------------------------------
 
-  function testId(entry) {       // train-hidden-size, train-lr, ...: the flag a user would type
-    return `train-${(entry.flag || entry.name.replace(/_/g, "-")).replace(/^--/, "")}`;
+  // The fields' data-testid hooks are a public interface (browser tests, scripts): the setting's name
+  // with dashes (train-hidden-size, train-epochs), the learning rate as train-lr, whatever flags
+  // the server was given.
+  const SHORT_IDS = { learning_rate: "lr" };
+  function testId(entry) {
+    return `train-${SHORT_IDS[entry.name] || entry.name.replace(/_/g, "-")}`;
   }
 
   function rangeHint(entry) {
