@@ -1,4 +1,5 @@
-"""io/curves.py: the curve a diverged run leaves (<out>.diverged.json), and `plot history` on it.
+"""io/curves.py: the curve a diverged run leaves (<out>.diverged.json), and `plot history` on it
+(named test_diverged_curves: tests/training/sweep/ holds a test_curves.py).
 
 A hostile or damaged file in its place is one line and exit 1, never a traceback or a warning:
 deep nesting, NaN, a FIFO, a link to /dev/zero, a file past the cap, values that are not numbers.
