@@ -58,12 +58,16 @@ hands them out; the elastic step, which costs the most, is the same tensor code 
 
 The torch side runs under another interpreter (`--torch-python`), so that PyTorch need not be in
 mlknobs' environment: this file is the child program for both sides (`--child`), and needs only the
-standard library at the top level. Run the parent with mlknobs' environment:
+standard library at the top level. Make the torch environment once, then run the parent with
+mlknobs' environment:
 
+    python3 -m venv /tmp/torchvenv && /tmp/torchvenv/bin/pip install torch==2.14.1 torchvision==0.29.1 numpy threadpoolctl
     python scripts/bench_augment_contenders.py --torch-python /tmp/torchvenv/bin/python \\
         --mnist-dir ../shared/data/mnist --epochs 10 --target 98.5 --json bench-augment-contenders.json
 
-A smoke test (a couple of minutes): add --epochs 1 --train-size 2000.
+torchvision distorts about a digit a millisecond on one core, so each PyTorch epoch of 60,000 digits
+takes a minute or more, waiting on its worker: 10 epochs take some 12-15 minutes on a quiet machine.
+A smoke test (under a minute): add --epochs 1 --train-size 2000.
 """
 
 from __future__ import annotations
