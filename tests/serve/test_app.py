@@ -298,7 +298,9 @@ def test_the_page_has_every_part_the_browser_test_uses(client):
 
 
 def test_static_files_are_served_with_their_types(client):
-    for name, kind in (("app.js", "javascript"), ("style.css", "text/css")):
+    scripts = [(path.name, "javascript") for path in sorted(STATIC.glob("*.js"))]
+    assert len(scripts) >= 5
+    for name, kind in (*scripts, ("style.css", "text/css")):
         response = client.get(f"/static/{name}")
         assert response.status_code == 200
         assert kind in response.headers["content-type"]
@@ -307,13 +309,15 @@ def test_static_files_are_served_with_their_types(client):
 
 def test_the_page_works_offline_and_runs_no_inline_code():
     html = (STATIC / "index.html").read_text()
-    js = (STATIC / "app.js").read_text()
+    js = "\n".join(path.read_text() for path in sorted(STATIC.glob("*.js")))
     css = (STATIC / "style.css").read_text()
     for text in (html, js, css):
         assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.I), "a reference to another host"
         assert "@import" not in text and "url(" not in text
     scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, re.S)
     assert scripts and all('src="/static/' in attrs and not body.strip() for attrs, body in scripts)
+    loaded = {re.search(r'src="/static/([^"]+)"', attrs).group(1) for attrs, _ in scripts}
+    assert loaded == {path.name for path in STATIC.glob("*.js")}       # every script, and no other
     assert not re.search(r"\son[a-z]+\s*=", html, re.I), "an inline event handler"
     assert not re.search(r"\sstyle\s*=", html, re.I) and "<style" not in html
     # Data from the server is written as text, never parsed as HTML or code.

@@ -6,13 +6,15 @@
     app.py      the Starlette app: the page, its static files and the JSON API, built from a
                 loaded Model by create_app(model, model_path, training=...)
     server.py   the listening socket and uvicorn around the app (file-descriptor limit, quiet logs)
-    connections.py  uvicorn's HTTP protocol with deadlines per phase and a cap on connections
+    connections.py  uvicorn's HTTP protocol: deadlines per phase, caps on connections and on bodies arriving
     settings.py     the training settings the panel offers (from mlknobs.config) and their checks
     trainer.py      one training run at a time in a worker thread: its state and its records
     feed.py         those records to every event-stream reader, none of which can slow training
     train_api.py    the training panel's routes: /api/train, its events, stop
-    static/     index.html, shared.js, app.js, train.js, style.css: plain files served by the
-                package itself (no CDN, no external fonts or scripts), so the page works offline
+    static/     index.html, style.css and the scripts: shared.js (helpers), app.js (the drawing),
+                train-form.js (the settings form), train.js (a run, followed through its event
+                stream), train-chart.js (the loss chart and the snapshots): plain files served
+                by the package itself (no CDN, no external fonts or scripts), so the page works offline
 
 Starlette and uvicorn come with the `serve` extra; require_extra() says which is missing.
 """
