@@ -125,3 +125,9 @@ def test_an_unwritable_out_is_one_line(synthetic_model_path, tmp_path):
 def test_out_is_required(synthetic_model_path):
     result = run("export", "--model", synthetic_model_path)
     assert result.exit_code == 2 and "--out" in result.stderr
+
+
+def test_check_images_is_bounded_by_a_test_set(synthetic_model_path, tmp_path):
+    result = run("export", "--model", synthetic_model_path, "--out", tmp_path / "m.onnx", "--check-images", 10**12)
+    assert result.exit_code == 2 and "--check-images" in result.output
+    assert not (tmp_path / "m.onnx").exists()

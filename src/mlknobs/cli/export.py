@@ -10,13 +10,16 @@ from mlknobs.cli.options import data_options, json_option, model_option
 from mlknobs.cli.output import echo_json, note, printable, say
 from mlknobs.cli.paths import refuse_output_over_input
 
+MAX_CHECK_IMAGES = 10_000      # MNIST's and Fashion-MNIST's test sets; random pixels stand in at most this many
+
 
 @click.command("export")
 @model_option
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="ONNX file to write (replaced atomically if it exists).")
-@click.option("--check-images", type=click.IntRange(min=0), default=2000, show_default=True,
-              help="Test images of the model's dataset to compare onnxruntime with mlknobs on (0: no comparison).")
+@click.option("--check-images", type=click.IntRange(0, MAX_CHECK_IMAGES), default=2000, show_default=True,
+              help="Test images of the model's dataset to compare onnxruntime with mlknobs on (0: no comparison; "
+                   "at most a test set's 10,000).")
 @data_options
 @json_option("Print one JSON object: out, opset, inputs, outputs, max_abs_diff (and labels_agree, compared_on).")
 def command(model_path: Path, out: Path, check_images: int, data_dir: Path, mirrors: tuple[str, ...],
