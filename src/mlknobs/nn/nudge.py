@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from mlknobs.lesson_settings import DEFAULT_H
 from mlknobs.nn.losses import Loss
 from mlknobs.nn.model import OUTPUT_SIZE, Params
 
-# Float64 central differences: truncation error ~ h^2, rounding error ~ 1e-16 / h; 1e-5 keeps both
-# far below the slopes (they agree with backprop's to about 1e-8 relative; tests/nn/test_nudge.py).
-NUDGE = 1e-5
+# Float64 central differences: truncation error ~ h^2, rounding error ~ 1e-16 / h; the lessons' h
+# (1e-5) keeps both far below the slopes (they agree with backprop's to about 1e-8 relative;
+# tests/nn/test_nudge.py).
+NUDGE = DEFAULT_H
 CHUNK_ELEMENTS = 1 << 21        # nudged outputs evaluated at once: (networks, B, 10) float64, 16 MB at most
 
 
