@@ -46,6 +46,7 @@ from importlib import metadata
 from pathlib import Path
 
 import bench_contenders as contenders
+from machine import cpu_name
 
 CONTENDERS = {
     # name: (worker function, package it needs, label in the tables)
@@ -155,7 +156,7 @@ def machine_info() -> dict:
     import numpy  # noqa: F401  (loaded so threadpool_info sees its BLAS)
     from threadpoolctl import threadpool_info
 
-    info = {"cpu": _cpu_model(), "logical_cores": os.cpu_count(), "usable_cores": usable_cores(),
+    info = {"cpu": cpu_name(), "logical_cores": os.cpu_count(), "usable_cores": usable_cores(),
             "physical_cores": None, "memory_gib": None, "platform": platform.platform(),
             "python": platform.python_version(),
             "versions": {name: _version(dist) for name, dist in DISTRIBUTIONS.items()},
@@ -171,16 +172,6 @@ def machine_info() -> dict:
     except ImportError:
         pass
     return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _version(distribution: str) -> str | None:

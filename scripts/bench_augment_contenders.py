@@ -77,13 +77,14 @@ import gzip
 import json
 import math
 import os
-import platform
 import statistics
 import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import cpu_name
 
 SIDE = 28
 INPUT_SIZE = SIDE * SIDE
@@ -97,25 +98,6 @@ THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"
 
 
 # --- shared by both children: stdlib + NumPy only ---------------------------------------------------
-
-def cpu_name() -> str:
-    """lscpu's model name (the CPU as the kernel reports it), else /proc/cpuinfo's, else platform's."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
 
 def read_idx(path: Path):
     """A uint8 IDX file (gzipped or not) as a NumPy array: images (N, 28, 28) or labels (N,).

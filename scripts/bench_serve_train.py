@@ -26,18 +26,10 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from machine import cpu_name
+
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 CHROMIUM = Path("/usr/bin/chromium")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def cli_seconds(args, data_dir: Path, out: Path) -> float:
