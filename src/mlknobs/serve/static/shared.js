@@ -24,31 +24,29 @@ window.mlknobs = (() => {
     return `${(100 * p).toFixed(digits)} %`;
   }
 
-  // A 28x28 canvas of weights in [-1, 1] (value(i) for pixel i, row by row), coloured as above.
-  function weightTile(value, className = "tile") {
+  // A 28x28 canvas whose pixel i (row by row) has the colour rgb(i) = [r, g, b].
+  function tile(rgb, className) {
     const canvas = element("canvas", className);
     canvas.width = 28;
     canvas.height = 28;
     const c = canvas.getContext("2d");
     const image = c.createImageData(28, 28);
-    for (let i = 0; i < 28 * 28; i++) image.data.set([...colour(value(i)), 255], 4 * i);
+    for (let i = 0; i < 28 * 28; i++) image.data.set([...rgb(i), 255], 4 * i);
     c.putImageData(image, 0, 0);
     return canvas;
   }
 
-  // A 28x28 canvas of gray levels (level(i) in 0..255 for pixel i): light ink on black, as MNIST.
+  // Weights in [-1, 1] (value(i) for pixel i), coloured as above.
+  function weightTile(value, className = "tile") {
+    return tile((i) => colour(value(i)), className);
+  }
+
+  // Gray levels (level(i) in 0..255 for pixel i): light ink on black, as MNIST.
   function grayTile(level, className = "digit") {
-    const canvas = element("canvas", className);
-    canvas.width = 28;
-    canvas.height = 28;
-    const c = canvas.getContext("2d");
-    const image = c.createImageData(28, 28);
-    for (let i = 0; i < 28 * 28; i++) {
+    return tile((i) => {
       const v = level(i);
-      image.data.set([v, v, v, 255], 4 * i);
-    }
-    c.putImageData(image, 0, 0);
-    return canvas;
+      return [v, v, v];
+    }, className);
   }
 
   return { colour, element, percent, weightTile, grayTile };
