@@ -182,10 +182,12 @@ def no_hang():
 
 # --- the serve tests' browser -----------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """One headless Chromium (Debian's, driven by Playwright) for every browser test; skipped without
-    Playwright or /usr/bin/chromium."""
+    """One headless Chromium (Debian's, driven by Playwright) for a module's browser tests; skipped
+    without Playwright or /usr/bin/chromium. Per module, not per session: Playwright's sync API keeps
+    an event loop marked running in the main thread while it lives, which would break any later
+    test that starts its own loop (Starlette's TestClient) if the browser outlived its module."""
     from serving import CHROMIUM, CHROMIUM_ARGS
 
     sync_api = pytest.importorskip("playwright.sync_api", reason="the browser extra (playwright) is not installed")
