@@ -84,6 +84,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench_contenders import torch_mlp
 from machine import cpu_name
 
 SIDE = 28
@@ -341,12 +342,7 @@ def child_torch(channel: Channel, job: dict) -> None:
     loader = DataLoader(digits, batch_size=job["batch_size"], shuffle=True, num_workers=1, persistent_workers=True,
                         generator=torch.Generator().manual_seed(job["seed"]))
 
-    model = nn.Sequential(nn.Linear(INPUT_SIZE, job["hidden_size"]), nn.Sigmoid(),
-                          nn.Linear(job["hidden_size"], OUTPUT_SIZE))
-    for layer in (model[0], model[2]):
-        nn.init.xavier_uniform_(layer.weight)
-        nn.init.zeros_(layer.bias)
-    optimizer = torch.optim.SGD(model.parameters(), lr=job["learning_rate"], momentum=job["momentum"])
+    model, optimizer = torch_mlp(job)                              # the same peer as bench_contenders.py
     steps_per_epoch = math.ceil(len(digits) / job["batch_size"])
     total_steps = job["epochs"] * steps_per_epoch
     factor = (lambda step: one_cycle(step / total_steps)) if job["schedule"] == "one-cycle" else (lambda step: 1.0)

@@ -166,6 +166,20 @@ def run_mlknobs(conn, job: dict) -> None:
 
 # --- PyTorch CPU: the same MLP written plainly ----------------------------------------------------
 
+def torch_mlp(job: dict):
+    """The PyTorch peer's network and optimizer, as mlknobs has them: 784 -> H sigmoid -> 10, Glorot
+    weights, zero biases, SGD with momentum (job: hidden_size, learning_rate, momentum)."""
+    import torch
+    from torch import nn
+
+    model = nn.Sequential(nn.Linear(INPUT_SIZE, job["hidden_size"]), nn.Sigmoid(),
+                          nn.Linear(job["hidden_size"], OUTPUT_SIZE))
+    for layer in (model[0], model[2]):
+        nn.init.xavier_uniform_(layer.weight)
+        nn.init.zeros_(layer.bias)
+    return model, torch.optim.SGD(model.parameters(), lr=job["learning_rate"], momentum=job["momentum"])
+
+
 def run_torch(conn, job: dict) -> None:
     _serve(conn, job, _setup_torch)
 
@@ -190,12 +204,7 @@ def _setup_torch(job: dict):
     mean, std = job["pixel_mean"], job["pixel_std"]
     batch_size, n = job["batch_size"], len(images)
 
-    model = nn.Sequential(nn.Linear(INPUT_SIZE, job["hidden_size"]), nn.Sigmoid(),
-                          nn.Linear(job["hidden_size"], OUTPUT_SIZE))
-    for layer in (model[0], model[2]):
-        nn.init.xavier_uniform_(layer.weight)
-        nn.init.zeros_(layer.bias)
-    optimizer = torch.optim.SGD(model.parameters(), lr=job["learning_rate"], momentum=job["momentum"])
+    model, optimizer = torch_mlp(job)
     loss_fn = nn.CrossEntropyLoss()
 
     def run_epoch() -> dict:
